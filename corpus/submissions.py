@@ -1,0 +1,106 @@
+"""Pushshift submission records: parse one dump line into a typed `Submission`, or say why not.
+
+The dumps drift over the years (GPT-2's links span 2005-2017, Pushshift/Arctic-Shift re-crawls go on to
+today): `created_utc` is an int, a decimal string (2014) or a float (2024); `is_self`/`over_18` are absent
+in a few months. Those variants are accepted; anything else is a `Rejection` with a reason the ledger
+keeps, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+# Rejection reasons for lines that are not usable submissions.
+INVALID_UTF8 = "invalid_utf8"
+MALFORMED_JSON = "malformed_json"
+NOT_A_SUBMISSION = "not_a_submission"
+MISSING_FIELD = "missing_field"
+BAD_TYPE = "bad_type"
+LINE_TOO_LONG = "line_too_long"
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    id: str
+    url: str
+    score: int
+    created_utc: int
+    subreddit: str
+    is_self: bool
+    over_18: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+    id: str | None = None  # the submission id when the record got far enough to have one
+
+
+def _int_field(record: dict, name: str) -> int | str:
+    """An int from an int, an integral float or a decimal string; else a description of the bad value."""
+    value = record[name]
+    if isinstance(value, bool):
+        return f"{name}: expected a number, got bool"
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return f"{name}: expected a number, got {type(value).__name__} {str(value)[:40]!r}"
+
+
+def _bool_field(record: dict, name: str) -> bool | str:
+    value = record.get(name, False)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    return f"{name}: expected a bool, got {type(value).__name__} {str(value)[:40]!r}"
+
+
+def parse_submission(line: bytes) -> Submission | Rejection:
+    """One dump line (bytes, no newline) to a Submission or a Rejection."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Rejection(INVALID_UTF8, f"byte {err.start}: {err.reason}")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        return Rejection(MALFORMED_JSON, f"column {err.colno}: {err.msg}")
+    except RecursionError:
+        return Rejection(MALFORMED_JSON, "nesting too deep")
+    if not isinstance(record, dict):
+        return Rejection(MALFORMED_JSON, f"expected an object, got {type(record).__name__}")
+
+    raw_id = record.get("id")
+    if not isinstance(raw_id, str) or not raw_id:
+        if "body" in record and "link_id" in record:
+            return Rejection(NOT_A_SUBMISSION, "a comment (RC dump?), not a submission")
+        if raw_id is None:
+            return Rejection(MISSING_FIELD, "id")
+        return Rejection(BAD_TYPE, f"id: expected a non-empty string, got {type(raw_id).__name__}")
+
+    for name in ("url", "score", "created_utc"):
+        if record.get(name) is None:
+            return Rejection(MISSING_FIELD, name, raw_id)
+    url = record["url"]
+    subreddit = record.get("subreddit") or ""
+    if not isinstance(url, str):
+        return Rejection(BAD_TYPE, f"url: expected a string, got {type(url).__name__}", raw_id)
+    if not isinstance(subreddit, str):
+        return Rejection(BAD_TYPE, f"subreddit: expected a string, got {type(subreddit).__name__}", raw_id)
+    values = (
+        _int_field(record, "score"),
+        _int_field(record, "created_utc"),
+        _bool_field(record, "is_self"),
+        _bool_field(record, "over_18"),
+    )
+    for value in values:
+        if isinstance(value, str):
+            return Rejection(BAD_TYPE, value, raw_id)
+    score, created_utc, is_self, over_18 = values
+    return Submission(raw_id, url, score, created_utc, subreddit, is_self, over_18)  # type: ignore[arg-type]

@@ -1,0 +1,238 @@
+"""`webtext`: one console script for every stage (DESIGN.md fixes the verbs).
+
+Beam stages take their own flags first; everything argparse does not recognise is handed to Beam as
+pipeline options (`--runner`, `--direct_num_workers`, `--temp_location`, ...). Bad input ends the
+command with one line on stderr naming the file and the problem, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from importlib import resources
+
+from corpus.errors import InputError
+
+log = logging.getLogger("webtext")
+
+# Named flag bundles. The WebText replication: GPT-2 used links created before 2018 with >= 3 karma.
+PRESETS = {
+    "webtext": {"min_karma": 3, "karma_rule": "per-submission", "before": "2018-01-01"},
+}
+LINKS_DEFAULTS = {"min_karma": 3, "karma_rule": "per-submission", "before": None, "after": None}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _date(text: str) -> str:
+    from corpus.link_rules import parse_date
+
+    try:
+        parse_date(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def add_links_parser(sub) -> None:
+    p = sub.add_parser("links", help="Reddit submission dumps -> outbound links with karma (Beam)")
+    p.add_argument(
+        "--dumps",
+        action="append",
+        required=True,
+        metavar="GLOB",
+        help="Pushshift submission dumps (.zst .jsonl .jsonl.gz .bz2 .xz); repeatable",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/links, DIR/ledger")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="webtext: karma >= 3, before 2018-01-01")
+    p.add_argument("--min-karma", type=int, help="minimum karma of a link (default 3)")
+    p.add_argument(
+        "--karma-rule",
+        choices=["per-submission", "sum"],
+        help="per-submission (default, WebText): one submission reaches the karma; "
+        "sum (OpenWebText2): scores summed per URL",
+    )
+    p.add_argument("--before", type=_date, help="keep submissions created before this date (UTC, exclusive)")
+    p.add_argument("--after", type=_date, help="keep submissions created at or after this date (UTC)")
+    p.add_argument("--keep-nsfw", action="store_true", help="keep submissions marked over_18")
+    p.add_argument("--domain-blocklist", metavar="PATH", help="replace the packaged domain blocklist")
+    p.add_argument("--extension-blocklist", metavar="PATH", help="replace the packaged extension blocklist")
+    p.add_argument("--wikipedia-domains", metavar="PATH", help="replace the packaged Wikipedia host list")
+    p.add_argument(
+        "--splits-per-file",
+        type=_positive_int,
+        default=1,
+        help="read each file as N parallel splits (each split decompresses the whole stream "
+        "and parses 1/N of it); raise it when files are fewer than workers",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=_positive_int,
+        default=16 * 2**20,
+        help="longer lines go to the ledger as line_too_long (default 16 MiB)",
+    )
+    p.add_argument("--rows-per-shard", type=_positive_int, default=1_000_000, help="rows per Parquet file")
+    p.set_defaults(handler=run_links_command)
+
+
+def links_config(args: argparse.Namespace):
+    from corpus.link_rules import LinkConfig, packaged_list, parse_date
+
+    settings = dict(LINKS_DEFAULTS)
+    if args.preset:
+        settings.update(PRESETS[args.preset])
+    for name in LINKS_DEFAULTS:
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    lists = {
+        "domain_blocklist": args.domain_blocklist or packaged_list("blocked_domains.txt"),
+        "extension_blocklist": args.extension_blocklist or packaged_list("blocked_extensions.txt"),
+        "wikipedia_domains": args.wikipedia_domains or packaged_list("wikipedia_domains.txt"),
+    }
+    for flag, path in lists.items():
+        try:
+            open(path, encoding="utf-8").close()
+        except OSError as err:
+            raise InputError(f"{path}: cannot read the {flag.replace('_', ' ')} ({err.strerror})") from None
+    return LinkConfig(
+        min_karma=settings["min_karma"],
+        karma_rule=settings["karma_rule"],
+        after=parse_date(settings["after"]) if settings["after"] else None,
+        before=parse_date(settings["before"]) if settings["before"] else None,
+        keep_nsfw=args.keep_nsfw,
+        **lists,
+    )
+
+
+def run_links_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.links import LinksOptions, match_dumps, run_links
+    from pipelines.summary import links_summary
+
+    dumps = sorted({path for pattern in args.dumps for path in match_dumps(pattern)})
+    if not dumps:
+        raise InputError(f"no dump files match {' '.join(args.dumps)}")
+    options = LinksOptions(
+        dumps, links_config(args), args.splits_per_file, args.max_line_bytes, args.rows_per_shard
+    )
+    started = time.monotonic()
+    log.info("links: %d dump file(s) -> %s", len(dumps), args.out)
+    run_links(options, args.out, beam_args)
+    print(links_summary(args.out))
+    print(f"links: done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def add_reddit_parser(sub) -> None:
+    from corpus.reddit_api import LISTINGS, TIME_FILTERS
+
+    p = sub.add_parser("reddit", help="harvest live Reddit listings (praw) into a Pushshift-format dump")
+    p.add_argument("--subreddit", action="append", required=True, help="subreddit name; repeatable")
+    p.add_argument("--listing", action="append", choices=LISTINGS, help="listing(s) to read (default: new)")
+    p.add_argument("--time-filter", default="all", choices=TIME_FILTERS, help="for top and controversial")
+    p.add_argument(
+        "--limit", type=_positive_int, default=1000, help="submissions per listing (Reddit caps at 1000)"
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="output .jsonl, .jsonl.gz or .jsonl.zst")
+    p.add_argument(
+        "--site",
+        default=os.environ.get("praw_site", "DEFAULT"),  # noqa: SIM112 - praw reads lower-case names
+        help="praw.ini site; credentials may also come from the environment "
+        "(praw_client_id, praw_client_secret, praw_user_agent)",
+    )
+    p.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="Reddit API base URL for a proxy or a local test server "
+        "(default: praw's, https://oauth.reddit.com)",
+    )
+    p.set_defaults(handler=run_reddit_command)
+
+
+def run_reddit_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from corpus.reddit_api import harvest, make_reddit, write_jsonl
+
+    if beam_args:
+        raise InputError(f"unknown arguments: {' '.join(beam_args)}")
+    overrides = {"reddit_url": args.api_url, "oauth_url": args.api_url} if args.api_url else {}
+    reddit = make_reddit(args.site, **overrides)
+    records = harvest(reddit, args.subreddit, args.listing or ["new"], args.time_filter, args.limit)
+    count = write_jsonl(records, args.out)
+    print(f"reddit: wrote {count} submissions from {len(args.subreddit)} subreddit(s) to {args.out}")
+    return 0
+
+
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the chain built so far on the embedded sample")
+    p.add_argument("--out", default="build/demo", metavar="DIR")
+    p.set_defaults(handler=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    sample = resources.files("corpus") / "sample" / "reddit"
+    print(f"demo: links stage on the embedded sample ({sample})")
+    links_args = build_parser().parse_args(["links", "--dumps", f"{sample}/*", "--out", args.out])
+    return run_links_command(links_args, beam_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webtext", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_links_parser, add_reddit_parser, add_demo_parser):
+        add(sub)
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our progress lines at INFO; Beam (which logs through the root logger too) only when verbose."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    for name in ("webtext", "pipelines", "corpus"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    if not verbose:
+        # Beam logs a traceback for every failed bundle before raising (the CLI reports the cause itself),
+        # and some of its modules log through the root logger.
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: "apache_beam" not in record.pathname)
+
+
+_BEAM_SUFFIX = re.compile(r" \[while running '[^']*'\]")
+_WRAPPED_INPUT_ERROR = re.compile(r"(?:DumpError|InputError|RedditCredentialsError): (.+)")
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message of an input error, also when Beam re-raised it from a worker as text."""
+    if isinstance(exc, InputError):
+        return _BEAM_SUFFIX.sub("", str(exc)).strip()
+    match = _WRAPPED_INPUT_ERROR.search(str(exc))
+    return _BEAM_SUFFIX.sub("", match.group(1)).strip() if match else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
+    try:
+        return handler(args, extra)
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: input errors become one line
+        message = user_error(exc)
+        if message is None:
+            raise
+        print(f"webtext {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,70 +10,61 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from corpus.accounting import LEDGER_SCHEMA, LedgerRow, StageStats
-from pipelines.outputs import WriteParquetShards
-
-
-def ledger_key(row: dict) -> tuple[str, str, str]:
-    return row["id"], row["reason"], row["detail"]
+from pipelines.outputs import GroupShards, shard_name, write_table
 
 
 class WriteLedger(beam.PTransform):
-    """LedgerRows -> `ledger/<stage>-NNNNN-of-MMMMM.parquet` in the staging area."""
+    """(shard, [LedgerRow as plain tuple]) batches -> `ledger/<stage>-NNNNN-of-MMMMM.parquet`, rows sorted.
 
-    def __init__(self, output, rows_per_shard: int) -> None:
+    Outputs one Counter of rows per reason for each shard: the stage's drops, counted from what was
+    written, so stats.json and the ledger cannot disagree.
+    """
+
+    def __init__(self, output, num_shards: int) -> None:
         super().__init__()
-        self.output, self.rows_per_shard = output, rows_per_shard
+        self.output, self.num_shards = output, num_shards
 
-    def expand(self, ledger):
-        return (
-            ledger
-            | "AsDict" >> beam.Map(LedgerRow._asdict)
-            | "Shards"
-            >> WriteParquetShards(
-                self.output.staged("ledger", self.output.stage),
-                LEDGER_SCHEMA,
-                ledger_key,
-                self.rows_per_shard,
-            )
+    def expand(self, batches):
+        return batches | "Shards" >> GroupShards(self.num_shards) | "Write" >> beam.Map(self._write)
+
+    def _write(self, shard: tuple[int, list[list[tuple]]]) -> Counter[str]:
+        index, batches = shard
+        rows = sorted(LedgerRow(*row) for batch in batches for row in batch)
+        prefix = self.output.staged("ledger", self.output.stage)
+        write_table(
+            shard_name(prefix, index, self.num_shards), [row._asdict() for row in rows], LEDGER_SCHEMA
         )
+        return Counter(row.reason for row in rows)
 
 
-def _sum_counters(counters) -> dict[str, int]:
+def _sum_counters(counters) -> Counter[str]:
     total: Counter[str] = Counter()
     for counter in counters:
         total.update(counter)
-    return dict(total)
+    return total
 
 
 class WriteStats(beam.PTransform):
-    """Write `<stage>/stats.json` to the staging area and fail the run unless the counts reconcile.
+    """(counts, dropped) -> `<stage>/stats.json` in the staging area; fails the run unless they reconcile.
 
-    Input: a PCollection of `Counter`s that the stage emits as it goes. The key `in` counts items read,
-    `out` items kept; every other key is an extra figure reported as is. Drops are counted from the
-    ledger itself (`ledger`), so stats and ledger cannot disagree.
+    `counts` are Counters the stage emits as it goes: `in` counts items read, `out` items kept, any other
+    key is an extra figure reported as is. `dropped` are the per-reason Counters from WriteLedger.
     """
 
-    def __init__(self, output, ledger, config: dict[str, Any]) -> None:
+    def __init__(self, output, config: dict[str, Any]) -> None:
         super().__init__()
-        self.output, self.ledger, self.config = output, ledger, config
+        self.output, self.config = output, config
 
-    def expand(self, counters):
-        totals = counters | "Total" >> beam.CombineGlobally(_sum_counters)
-        dropped = (
-            self.ledger
-            | "Reasons" >> beam.Map(lambda row: Counter({row.reason: 1}))
-            | "Dropped" >> beam.CombineGlobally(_sum_counters)
-        )
-        return totals | "Write" >> beam.Map(self._write, beam.pvalue.AsSingleton(dropped))
+    def expand(self, pcolls):
+        counts, dropped = pcolls
+        totals = counts | "Total" >> beam.CombineGlobally(_sum_counters)
+        drops = dropped | "Dropped" >> beam.CombineGlobally(_sum_counters)
+        return totals | "Write" >> beam.Map(self._write, beam.pvalue.AsSingleton(drops))
 
-    def _write(self, totals: dict[str, int], dropped: dict[str, int]) -> StageStats:
+    def _write(self, totals: Counter[str], dropped: Counter[str]) -> StageStats:
         extra = {key: totals[key] for key in sorted(totals) if key not in ("in", "out")}
         stats = StageStats(
-            self.output.stage,
-            totals.get("in", 0),
-            totals.get("out", 0),
-            dropped,
-            {**extra, "config": self.config},
+            self.output.stage, totals["in"], totals["out"], dict(dropped), {**extra, "config": self.config}
         ).check()
         path = self.output.staged(self.output.stage, "stats.json")
         with FileSystems.create(

@@ -81,7 +81,11 @@ def add_links_parser(sub) -> None:
         default=16 * 2**20,
         help="longer lines go to the ledger as line_too_long (default 16 MiB)",
     )
-    p.add_argument("--rows-per-shard", type=_positive_int, default=1_000_000, help="rows per Parquet file")
+    p.add_argument(
+        "--num-shards",
+        type=_positive_int,
+        help="Parquet files per output (default: one per 256 MiB of input dumps)",
+    )
     p.set_defaults(handler=run_links_command)
 
 
@@ -116,14 +120,14 @@ def links_config(args: argparse.Namespace):
 
 def run_links_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.links import LinksOptions, match_dumps, run_links
+    from pipelines.outputs import DEFAULT_INPUT_BYTES_PER_SHARD, shards_for_input
     from pipelines.summary import links_summary
 
     dumps = sorted({path for pattern in args.dumps for path in match_dumps(pattern)})
     if not dumps:
         raise InputError(f"no dump files match {' '.join(args.dumps)}")
-    options = LinksOptions(
-        dumps, links_config(args), args.splits_per_file, args.max_line_bytes, args.rows_per_shard
-    )
+    num_shards = args.num_shards or shards_for_input(dumps, DEFAULT_INPUT_BYTES_PER_SHARD)
+    options = LinksOptions(dumps, links_config(args), num_shards, args.splits_per_file, args.max_line_bytes)
     started = time.monotonic()
     log.info("links: %d dump file(s) -> %s", len(dumps), args.out)
     run_links(options, args.out, beam_args)

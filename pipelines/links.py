@@ -1,8 +1,12 @@
 """The links stage: Pushshift submission dumps -> `links/part-*.parquet`, the ledger and stats.json.
 
-dump files -> (file, split) pairs -> Reshuffle -> ReadSubmissions: decompress, parse, submission rules
-  -> (canonical URL, contribution) -> CombinePerKey -> karma rule -> links rows
-  -> ledger rows (parse errors, rule drops, low karma, duplicate submissions)
+    dump files -> (file, split) -> Reshuffle -> ReadSubmissions: decompress, parse, submission rules
+      -> (links shard, [(canonical URL, contribution)]) -> GroupByKey -> AggregateLinks: karma rule, write
+      -> (ledger shard, [drop]) from both steps -> GroupByKey -> WriteLedger
+      -> Counters from every step -> stats.json (must reconcile)
+
+Rows travel in batches keyed by output shard (a stable hash of the URL or id), so Beam's per-element
+cost is paid per batch; each shard is aggregated, sorted and written by one worker.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corpus.accounting import LedgerRow
 from corpus.dumps import DEFAULT_MAX_LINE_BYTES, iter_dump_lines
 from corpus.link_rules import (
     LINKS_SCHEMA,
@@ -29,11 +32,10 @@ from corpus.link_rules import (
     LinkRules,
     accumulate,
     decide_link,
-    merge,
 )
 from corpus.submissions import LINE_TOO_LONG, Rejection, parse_submission
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import DEFAULT_ROWS_PER_SHARD, StageOutput, WriteParquetShards
+from pipelines.outputs import GroupShards, ShardBatcher, StageOutput, shard_name, write_table
 
 STAGE = "links"
 LEDGER = "ledger"
@@ -42,57 +44,57 @@ log = logging.getLogger(__name__)
 
 
 def counter(reason: str):
+    """Beam counter `links:<reason>` (monitoring only; stats.json is computed from the data)."""
     return Metrics.counter(STAGE, reason)
 
 
-class ReadSubmissions(beam.DoFn):
-    """(path, split, num_splits) -> (canonical URL, Contribution); drops go to the `ledger` output and
-    one Counter of figures per split to the `counts` output."""
+@dataclass(frozen=True)
+class LinksOptions:
+    dumps: list[str]
+    config: LinkConfig
+    num_shards: int = 1
+    splits_per_file: int = 1
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
-    def __init__(self, config: LinkConfig, max_line_bytes: int) -> None:
-        self.config, self.max_line_bytes = config, max_line_bytes
+
+class ReadSubmissions(beam.DoFn):
+    """(path, split, num_splits) -> (links shard, [(url, contribution)]) batches; drops go to the `ledger`
+    output as (ledger shard, [row]) batches and one Counter of figures per split to `counts`."""
+
+    def __init__(self, options: LinksOptions) -> None:
+        self.options = options
 
     def setup(self) -> None:
-        self.rules = LinkRules(self.config)
+        self.rules = LinkRules(self.options.config)
 
     def process(self, split: tuple[str, int, int]):
         path, index, num_splits = split
-        name = os.path.basename(path)
+        name, opts = os.path.basename(path), self.options
+        links, ledger = ShardBatcher(opts.num_shards), ShardBatcher(opts.num_shards)
         counts: Counter[str] = Counter()
         started = time.monotonic()
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            for line in iter_dump_lines(raw, path, index, num_splits, max_line_bytes=self.max_line_bytes):
+            for line in iter_dump_lines(raw, path, index, num_splits, max_line_bytes=opts.max_line_bytes):
                 if not line.data.strip():
                     counts["blank_lines"] += 1
                     continue
                 counts["in"] += 1
                 where = f"{name}:{line.number}"
                 if line.too_long:
-                    counts[LINE_TOO_LONG] += 1
-                    yield beam.pvalue.TaggedOutput(
-                        LEDGER,
-                        LedgerRow(
-                            where, STAGE, LINE_TOO_LONG, f"{where}: longer than {self.max_line_bytes} bytes"
-                        ),
+                    ledger.add(
+                        where, (where, STAGE, LINE_TOO_LONG, f"{where}: over {opts.max_line_bytes} bytes")
                     )
-                    continue
-                parsed = parse_submission(line.data)
-                if isinstance(parsed, Rejection):
-                    counts[parsed.reason] += 1
-                    row = LedgerRow(parsed.id or where, STAGE, parsed.reason, f"{where}: {parsed.detail}")
-                    yield beam.pvalue.TaggedOutput(LEDGER, row)
-                    continue
-                decided = self.rules.apply(parsed)
-                if isinstance(decided, Dropped):
-                    counts[decided.reason] += 1
-                    yield beam.pvalue.TaggedOutput(
-                        LEDGER, LedgerRow(parsed.id, STAGE, decided.reason, decided.detail)
-                    )
-                    continue
-                yield decided
-        for reason, n in counts.items():
-            if reason not in ("in", "blank_lines"):
-                counter(reason).inc(n)
+                elif isinstance(parsed := parse_submission(line.data), Rejection):
+                    row_id = parsed.id or where
+                    ledger.add(row_id, (row_id, STAGE, parsed.reason, f"{where}: {parsed.detail}"))
+                elif isinstance(decided := self.rules.apply(parsed), Dropped):
+                    ledger.add(parsed.id, (parsed.id, STAGE, decided.reason, decided.detail))
+                else:
+                    url, contribution = decided
+                    links.add(url, (url, tuple(contribution)))
+                if links.full() or ledger.full():
+                    yield from _emit(links, ledger)
+        yield from _emit(links, ledger)
         counter("submissions_read").inc(counts["in"])
         log.info(
             "links: %s split %d/%d: %d submissions in %.1f s",
@@ -102,53 +104,50 @@ class ReadSubmissions(beam.DoFn):
             counts["in"],
             time.monotonic() - started,
         )
+        yield beam.pvalue.TaggedOutput(COUNTS, counts)
+
+
+def _emit(links: ShardBatcher, ledger: ShardBatcher):
+    yield from links.drain()
+    for batch in ledger.drain():
+        yield beam.pvalue.TaggedOutput(LEDGER, batch)
+
+
+class AggregateLinks(beam.DoFn):
+    """(shard, batches of (url, contribution)) -> the shard's Parquet file of links, sorted by URL.
+
+    The karma rule runs here, on the aggregate of each URL; low karma and duplicate submissions go to the
+    `ledger` output, the shard's figures to `counts`.
+    """
+
+    def __init__(self, options: LinksOptions, output: StageOutput) -> None:
+        self.options, self.output = options, output
+
+    def process(self, shard: tuple[int, list]):
+        index, batches = shard
+        opts = self.options
+        per_url: dict[str, Accumulator] = {}
+        for batch in batches:
+            for url, contribution in batch:
+                accumulate(per_url.setdefault(url, {}), Contribution(*contribution))
+        rows, ledger = [], ShardBatcher(opts.num_shards)
+        for url in sorted(per_url):
+            decision = decide_link(url, per_url[url], opts.config)
+            for sub_id, reason, detail in decision.drops:
+                ledger.add(sub_id, (sub_id, STAGE, reason, detail))
+            if decision.row is not None:
+                rows.append(decision.row)
+        write_table(shard_name(self.output.staged(STAGE, "part"), index, opts.num_shards), rows, LINKS_SCHEMA)
+        counter("links_kept").inc(len(rows))
+        for batch in ledger.drain():
+            yield beam.pvalue.TaggedOutput(LEDGER, batch)
         yield beam.pvalue.TaggedOutput(
-            COUNTS, Counter({"in": counts["in"], "blank_lines": counts["blank_lines"]})
+            COUNTS, Counter({"out": sum(row["num_submissions"] for row in rows), "links": len(rows)})
         )
 
 
-class CombineContributions(beam.CombineFn):
-    def create_accumulator(self) -> Accumulator:
-        return {}
-
-    def add_input(self, acc: Accumulator, contribution: Contribution) -> Accumulator:
-        return accumulate(acc, contribution)
-
-    def merge_accumulators(self, accumulators) -> Accumulator:
-        return merge(accumulators)
-
-    def extract_output(self, acc: Accumulator) -> Accumulator:
-        return acc
-
-
-class DecideLinks(beam.DoFn):
-    """The URL-level karma rule: kept links to the main output, low karma and duplicates to the ledger."""
-
-    def __init__(self, config: LinkConfig) -> None:
-        self.config = config
-
-    def process(self, element: tuple[str, Accumulator]):
-        url, acc = element
-        decision = decide_link(url, acc, self.config)
-        for sub_id, reason, detail in decision.drops:
-            counter(reason).inc()
-            yield beam.pvalue.TaggedOutput(LEDGER, LedgerRow(sub_id, STAGE, reason, detail))
-        if decision.row is not None:
-            counter("links_kept").inc()
-            yield decision.row
-
-
-@dataclass(frozen=True)
-class LinksOptions:
-    dumps: list[str]
-    config: LinkConfig
-    splits_per_file: int = 1
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    rows_per_shard: int = DEFAULT_ROWS_PER_SHARD
-
-
 class ExtractLinks(beam.PTransform):
-    """Dump paths -> links rows, writing shards, ledger and stats into `output`'s staging area."""
+    """Dump paths -> links shards, ledger and stats.json in `output`'s staging area."""
 
     def __init__(self, options: LinksOptions, output: StageOutput) -> None:
         super().__init__()
@@ -161,36 +160,27 @@ class ExtractLinks(beam.PTransform):
             pbegin
             | "Splits" >> beam.Create(splits)
             | "Spread" >> beam.Reshuffle()
-            | "Read"
-            >> beam.ParDo(ReadSubmissions(opts.config, opts.max_line_bytes)).with_outputs(
-                LEDGER, COUNTS, main="contributions"
-            )
+            | "Read" >> beam.ParDo(ReadSubmissions(opts)).with_outputs(LEDGER, COUNTS, main="links")
         )
-        decided = (
-            read.contributions
-            | "PerURL" >> beam.CombinePerKey(CombineContributions())
-            | "Karma" >> beam.ParDo(DecideLinks(opts.config)).with_outputs(LEDGER, main="links")
+        aggregated = (
+            read.links
+            | "LinkShards" >> GroupShards(opts.num_shards)
+            | "Aggregate" >> beam.ParDo(AggregateLinks(opts, self.output)).with_outputs(LEDGER, COUNTS)
         )
-        links = decided.links
-        ledger = (read[LEDGER], decided[LEDGER]) | "AllDrops" >> beam.Flatten()
-        links | "WriteLinks" >> WriteParquetShards(
-            self.output.staged(STAGE, "part"), LINKS_SCHEMA, lambda row: row["url"], opts.rows_per_shard
+        dropped = (
+            (read[LEDGER], aggregated[LEDGER])
+            | "AllDrops" >> beam.Flatten()
+            | "WriteLedger" >> WriteLedger(self.output, opts.num_shards)
         )
-        ledger | "WriteLedger" >> WriteLedger(self.output, opts.rows_per_shard)
-        out_counts = links | "OutCounts" >> beam.Map(
-            lambda row: Counter({"out": row["num_submissions"], "links": 1})
-        )
+        counts = (read[COUNTS], aggregated[COUNTS]) | "AllCounts" >> beam.Flatten()
         # Execution settings (splits, workers, runner) change no output byte and are not recorded.
         config = {
             **opts.config.describe(),
             "dumps": [os.path.basename(p) for p in opts.dumps],
             "max_line_bytes": opts.max_line_bytes,
+            "num_shards": opts.num_shards,
         }
-        return (
-            (read[COUNTS], out_counts)
-            | "Counts" >> beam.Flatten()
-            | "Stats" >> WriteStats(self.output, ledger, config)
-        )
+        return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
 
 
 def match_dumps(pattern: str) -> list[str]:

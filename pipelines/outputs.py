@@ -1,8 +1,9 @@
 """How every stage writes: deterministic Parquet shards into a staging area, published only on success.
 
-Determinism: the number of shards follows from the row count (`rows_per_shard`), a row's shard from a
-stable hash of its sort key, and rows are sorted inside each shard, so the bytes do not depend on how
-many workers ran or in which order bundles finished. Atomicity: a stage writes under
+Determinism: the number of shards is fixed before the run (from the input size), a row's shard is a
+stable hash of its key, and rows are sorted inside each shard, so the bytes do not depend on how many
+workers ran or in which order bundles finished. Rows travel between steps in batches keyed by shard,
+so Beam's per-element cost is paid per batch, not per row. Atomicity: a stage writes under
 `OUT/.staging/<stage>-<run>/`; `publish` replaces the stage's previous outputs only after the pipeline
 succeeded, and `discard` removes the staging area after a failure, so no later stage ever reads a
 partial output.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-DEFAULT_ROWS_PER_SHARD = 1_000_000
+DEFAULT_INPUT_BYTES_PER_SHARD = 256 * 2**20
 STAGING = ".staging"
 
 
@@ -53,52 +53,25 @@ def read_table(pattern: str) -> pa.Table:
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
-class WriteParquetShards(beam.PTransform):
-    """Write dict rows as `{prefix}-NNNNN-of-MMMMM.parquet`, sorted by `sort_key` within each shard.
+class GroupShards(beam.PTransform):
+    """(shard, [items]) batches -> (shard, iterable of batches), one element for every shard in
+    [0, num_shards), also for shards that received nothing, so every output file gets written."""
 
-    At least one (possibly empty) shard is written, so readers always find the schema.
-    """
-
-    def __init__(
-        self,
-        prefix: str,
-        schema: pa.Schema,
-        sort_key: Callable[[dict], Any],
-        rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-    ) -> None:
+    def __init__(self, num_shards: int) -> None:
         super().__init__()
-        self.prefix, self.schema, self.sort_key, self.rows_per_shard = (
-            prefix,
-            schema,
-            sort_key,
-            rows_per_shard,
-        )
+        self.num_shards = num_shards
 
-    def expand(self, rows):
-        per_shard = self.rows_per_shard
-        num_shards = (
-            rows
-            | "Count" >> beam.combiners.Count.Globally()
-            | "NumShards" >> beam.Map(lambda n: max(1, -(-n // per_shard)))
+    def expand(self, batches):
+        every_shard = batches.pipeline | "EveryShard" >> beam.Create(
+            [(i, []) for i in range(self.num_shards)]
         )
-        shards = beam.pvalue.AsSingleton(num_shards)
-        keyed = rows | "Key" >> beam.Map(
-            lambda row, n, key=self.sort_key: (stable_shard(str(key(row)), n), row), shards
-        )
-        every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(i, None) for i in range(n)])
-        return (
-            (keyed, every_shard)
-            | "Flatten" >> beam.Flatten()
-            | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.Map(self._write, shards)
-        )
+        return (batches, every_shard) | "Flatten" >> beam.Flatten() | "Group" >> beam.GroupByKey()
 
-    def _write(self, shard: tuple[int, list], num_shards: int) -> tuple[str, int]:
-        index, rows = shard
-        ordered = sorted((row for row in rows if row is not None), key=self.sort_key)
-        path = shard_name(self.prefix, index, num_shards)
-        write_table(path, ordered, self.schema)
-        return path, len(ordered)
+
+def shards_for_input(paths: list[str], input_bytes_per_shard: int) -> int:
+    """Output shard count from the input size: fixed before the run, so it cannot depend on workers."""
+    sizes = [m.size_in_bytes for result in FileSystems.match(paths) for m in result.metadata_list]
+    return max(1, -(-sum(sizes) // input_bytes_per_shard))
 
 
 class StageOutput:
@@ -141,3 +114,23 @@ class StageOutput:
         staging_root = self.final(STAGING)
         if FileSystems.exists(staging_root) and not FileSystems.match([staging_root + "/*"])[0].metadata_list:
             FileSystems.delete([staging_root])
+
+
+class ShardBatcher:
+    """Buffers items per output shard inside a DoFn and hands them out as (shard, [items]) batches."""
+
+    def __init__(self, num_shards: int, max_items: int = 20_000) -> None:
+        self.num_shards, self.max_items = num_shards, max_items
+        self.batches: dict[int, list] = {}
+        self.size = 0
+
+    def add(self, key: str, item: Any) -> None:
+        self.batches.setdefault(stable_shard(key, self.num_shards), []).append(item)
+        self.size += 1
+
+    def full(self) -> bool:
+        return self.size >= self.max_items
+
+    def drain(self) -> list[tuple[int, list]]:
+        batches, self.batches, self.size = sorted(self.batches.items()), {}, 0
+        return batches

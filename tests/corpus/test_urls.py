@@ -366,8 +366,12 @@ def test_variants_collapse(p: Parts, data: st.DataObject) -> None:
 @settings(max_examples=200, deadline=None)
 @given(parts, st.data())
 def test_distinct_pages_stay_distinct(p: Parts, data: st.DataObject) -> None:
-    change = data.draw(st.sampled_from(["path", "query", "host", "scheme", "www"]))
-    if change == "path":
+    change = data.draw(st.sampled_from(["path", "path case", "query", "host", "scheme", "www"]))
+    if change == "path case":
+        swapped = tuple(tuple(t if t.startswith("%") else t.swapcase() for t in seg) for seg in p.segments)
+        other = replace(p, segments=swapped)
+        assume(render(other) != render(p))
+    elif change == "path":
         other = replace(p, segments=tuple(data.draw(st.lists(segments, max_size=4))))
         assume(render(other) != render(p))
     elif change == "query" and p.params:

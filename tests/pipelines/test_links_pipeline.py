@@ -83,9 +83,9 @@ def test_named_real_submissions_land_where_hand_checking_says(sample_run):
 
 def test_same_bytes_for_one_and_two_workers(tmp_path, sample_run):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert run_links(one, "--rows-per-shard", "100") == 0
-    assert run_links(two, "--rows-per-shard", "100", "--splits-per-file", "3", *MULTI) == 0
-    assert len(list((one / "links").glob("part-*"))) == 6  # 510 links / 100 per shard
+    assert run_links(one, "--num-shards", "6") == 0
+    assert run_links(two, "--num-shards", "6", "--splits-per-file", "3", *MULTI) == 0
+    assert len(list((one / "links").glob("part-*"))) == 6
     assert digests(one) == digests(two)
 
 

@@ -15,8 +15,7 @@ import io
 import lzma
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import zstandard
 
@@ -26,6 +25,7 @@ from corpus.errors import InputError
 ZSTD_MAX_WINDOW = 2**31
 BLOCK_BYTES = 8 * 2**20
 READ_BYTES = 2**20
+COMPRESSED_READ_BYTES = 2**16  # ~1 MB once decompressed
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 
 COMPRESSIONS = {".zst": "zstd", ".zstd": "zstd", ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
@@ -52,7 +52,7 @@ class _ZstdReader(io.RawIOBase):
         self._raw = raw
         self._decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         self._frame = self._decompressor.decompressobj()
-        self._pending = b""
+        self._pending = memoryview(b"")  # a view, so handing out a piece copies only that piece
         self._in_frame = False
 
     def readable(self) -> bool:
@@ -60,18 +60,18 @@ class _ZstdReader(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._pending:
-            chunk = self._raw.read(READ_BYTES)
+            chunk = self._raw.read(COMPRESSED_READ_BYTES)
             if not chunk:
                 if self._in_frame:
                     raise DumpError("the stream ends inside a frame")
                 return 0
-            self._feed(chunk)
+            self._pending = memoryview(self._feed(chunk))
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
 
-    def _feed(self, chunk: bytes) -> None:
+    def _feed(self, chunk: bytes) -> bytes:
         out = []
         while chunk:
             self._in_frame = True
@@ -81,7 +81,7 @@ class _ZstdReader(io.RawIOBase):
             self._in_frame = False
             chunk = self._frame.unused_data
             self._frame = self._decompressor.decompressobj()
-        self._pending += b"".join(out)
+        return b"".join(out)
 
 
 def open_decompressed(raw: BinaryIO, compression: str) -> BinaryIO:
@@ -101,8 +101,7 @@ def open_decompressed(raw: BinaryIO, compression: str) -> BinaryIO:
 STREAM_ERRORS = (DumpError, EOFError, OSError, zstandard.ZstdError, lzma.LZMAError, zlib.error, ValueError)
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One record's bytes (without the newline) and its 1-based line number; `too_long` lines carry
     only their first bytes."""
 

@@ -247,7 +247,12 @@ def host_in(host: str, domains: frozenset[str]) -> str | None:
     return None
 
 
+_EXTENSION_RE = re.compile(r"[a-z0-9]*")
+
+
 def path_extension(canonical_url: str) -> str:
-    """Lower-case extension of the last path segment, without the dot ("" if none)."""
+    """Lower-case extension of the last path segment, without the dot ("" if none); cut at the first
+    character that is not a letter or digit (twitter's "/a.jpg:large" -> "jpg")."""
     path = _URL_RE.fullmatch(canonical_url).group(3)
-    return posixpath.splitext(path.rpartition("/")[2])[1][1:].lower()
+    extension = posixpath.splitext(path.rpartition("/")[2])[1][1:].lower()
+    return _EXTENSION_RE.match(extension).group()

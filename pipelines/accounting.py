@@ -10,7 +10,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from corpus.accounting import LEDGER_SCHEMA, LedgerRow, StageStats
-from pipelines.outputs import GroupShards, shard_name, write_table
+from pipelines.outputs import GroupShards, gc_paused, shard_name, write_table
 
 
 class WriteLedger(beam.PTransform):
@@ -29,11 +29,11 @@ class WriteLedger(beam.PTransform):
 
     def _write(self, shard: tuple[int, list[list[tuple]]]) -> Counter[str]:
         index, batches = shard
-        rows = sorted(LedgerRow(*row) for batch in batches for row in batch)
         prefix = self.output.staged("ledger", self.output.stage)
-        write_table(
-            shard_name(prefix, index, self.num_shards), [row._asdict() for row in rows], LEDGER_SCHEMA
-        )
+        with gc_paused():
+            rows = sorted(LedgerRow(*row) for batch in batches for row in batch)
+            table = [row._asdict() for row in rows]
+            write_table(shard_name(prefix, index, self.num_shards), table, LEDGER_SCHEMA)
         return Counter(row.reason for row in rows)
 
 

@@ -35,7 +35,7 @@ from corpus.link_rules import (
 )
 from corpus.submissions import LINE_TOO_LONG, Rejection, parse_submission
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import GroupShards, ShardBatcher, StageOutput, shard_name, write_table
+from pipelines.outputs import GroupShards, ShardBatcher, StageOutput, gc_paused, shard_name, write_table
 
 STAGE = "links"
 LEDGER = "ledger"
@@ -126,18 +126,20 @@ class AggregateLinks(beam.DoFn):
     def process(self, shard: tuple[int, list]):
         index, batches = shard
         opts = self.options
-        per_url: dict[str, Accumulator] = {}
-        for batch in batches:
-            for url, contribution in batch:
-                accumulate(per_url.setdefault(url, {}), Contribution(*contribution))
-        rows, ledger = [], ShardBatcher(opts.num_shards)
-        for url in sorted(per_url):
-            decision = decide_link(url, per_url[url], opts.config)
-            for sub_id, reason, detail in decision.drops:
-                ledger.add(sub_id, (sub_id, STAGE, reason, detail))
-            if decision.row is not None:
-                rows.append(decision.row)
-        write_table(shard_name(self.output.staged(STAGE, "part"), index, opts.num_shards), rows, LINKS_SCHEMA)
+        with gc_paused():
+            per_url: dict[str, Accumulator] = {}
+            for batch in batches:
+                for url, contribution in batch:
+                    accumulate(per_url.setdefault(url, {}), Contribution(*contribution))
+            rows, ledger = [], ShardBatcher(opts.num_shards)
+            for url in sorted(per_url):
+                decision = decide_link(url, per_url[url], opts.config)
+                for sub_id, reason, detail in decision.drops:
+                    ledger.add(sub_id, (sub_id, STAGE, reason, detail))
+                if decision.row is not None:
+                    rows.append(decision.row)
+            path = shard_name(self.output.staged(STAGE, "part"), index, opts.num_shards)
+            write_table(path, rows, LINKS_SCHEMA)
         counter("links_kept").inc(len(rows))
         for batch in ledger.drain():
             yield beam.pvalue.TaggedOutput(LEDGER, batch)

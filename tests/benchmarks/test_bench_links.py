@@ -21,7 +21,7 @@ from corpus.submissions import Rejection, parse_submission
 from pipelines.links import LinksOptions, run_links
 from tests.conftest import SAMPLE
 
-SUBMISSIONS = int(os.environ.get("BENCH_SUBMISSIONS", "200000"))
+SUBMISSIONS = int(os.environ.get("BENCH_SUBMISSIONS", "300000"))
 
 
 def make_input(path: Path, count: int) -> Path:
@@ -71,7 +71,7 @@ def test_links_throughput_against_bare_loop(tmp_path):
         "--direct_running_mode=multi_processing",
         "--default_sdk_harness_log_level=WARNING",
     ]
-    split = LinksOptions([str(dump)], config, splits_per_file=2)
+    split = LinksOptions([str(dump)], config, num_shards=2, splits_per_file=2)
     two = timed(lambda: run_links(split, str(tmp_path / "two"), multi))
     rate = {name: SUBMISSIONS / seconds for name, seconds in (("bare", bare), ("one", one), ("two", two))}
     size = dump.stat().st_size / 2**20

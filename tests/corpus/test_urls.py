@@ -390,3 +390,7 @@ def test_distinct_pages_stay_distinct(p: Parts, data: st.DataObject) -> None:
     else:
         other = replace(p, labels=p.labels[1:] if p.labels[0] == "www" else ("www", *p.labels))
     assert canonicalize_url(render(other)) != canonicalize_url(render(p))
+
+
+def test_path_extension_stops_at_a_non_alphanumeric():
+    assert path_extension("https://pbs.twimg.com/media/a.jpg:large") == "jpg"

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -31,10 +32,11 @@ class WriteLedger(beam.PTransform):
         index, batches = shard
         prefix = self.output.staged("ledger", self.output.stage)
         with gc_paused():
-            rows = sorted(LedgerRow(*row) for batch in batches for row in batch)
-            table = [row._asdict() for row in rows]
-            write_table(shard_name(prefix, index, self.num_shards), table, LEDGER_SCHEMA)
-        return Counter(row.reason for row in rows)
+            rows = sorted(row for batch in batches for row in batch)
+            columns = list(zip(*rows, strict=True)) or [()] * len(LedgerRow._fields)
+            table = pa.table(dict(zip(LedgerRow._fields, columns, strict=True)), schema=LEDGER_SCHEMA)
+            write_table(shard_name(prefix, index, self.num_shards), table)
+        return Counter(columns[LedgerRow._fields.index("reason")])
 
 
 def _sum_counters(counters) -> Counter[str]:

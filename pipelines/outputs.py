@@ -54,8 +54,9 @@ def shard_name(prefix: str, index: int, num_shards: int) -> str:
     return f"{prefix}-{index:05d}-of-{num_shards:05d}.parquet"
 
 
-def write_table(path: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
+def write_table(path: str, rows: list[dict[str, Any]] | pa.Table, schema: pa.Schema | None = None) -> None:
+    """Write rows (dicts with `schema`, or a ready table) as one zstd-compressed Parquet file."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
     with FileSystems.create(
         path, mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED
     ) as handle:

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
+# The fake Reddit server's fixtures (server, env_credentials, isolated_praw) for every test module.
+pytest_plugins = ["tests.fake_reddit"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "corpus" / "sample" / "reddit"
 

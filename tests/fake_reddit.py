@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import praw.config
+import pytest
+
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z: the fake server's clock for time filters
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -325,3 +328,35 @@ class FakeReddit:
             "x-ratelimit-remaining": f"{1000 - used:.1f}",
             "x-ratelimit-reset": "300",
         }
+
+
+# Fixtures for tests that drive real praw against this server.
+CLIENT_ID = "test-client-id"
+SECRET = "s3cr3t-Value-9f8e7d"
+USER_AGENT = "webtext-tests/0.1 (by u/nobody)"
+
+
+@pytest.fixture(autouse=True)
+def isolated_praw(tmp_path, monkeypatch):
+    """No praw settings leak in from the machine: empty env, no user praw.ini, config re-read per test."""
+    for name in ("praw_client_id", "praw_client_secret", "praw_user_agent", "praw_site", "APPDATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    monkeypatch.chdir(tmp_path)
+    # praw reads praw.ini once per process and caches it on the class.
+    monkeypatch.setattr(praw.config.Config, "CONFIG", None)
+
+
+@pytest.fixture
+def server():
+    with FakeReddit(client_id=CLIENT_ID, client_secret=SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture
+def env_credentials(monkeypatch):
+    monkeypatch.setenv("praw_client_id", CLIENT_ID)
+    monkeypatch.setenv("praw_client_secret", SECRET)
+    monkeypatch.setenv("praw_user_agent", USER_AGENT)

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 
-import praw.config
 import pytest
 import zstandard
 
@@ -21,38 +20,14 @@ from corpus.reddit_api import (
     to_pushshift,
     write_jsonl,
 )
-from tests.fake_reddit import NOW, FakeReddit, make_submission
+from tests.fake_reddit import CLIENT_ID, NOW, SECRET, USER_AGENT, FakeReddit, make_submission
 
-CLIENT_ID = "test-client-id"
-SECRET = "s3cr3t-Value-9f8e7d"
-USER_AGENT = "webtext-tests/0.1 (by u/nobody)"
 RETRIEVED_ON = 1_700_100_000
 
 
 @pytest.fixture(autouse=True)
-def isolated_praw(tmp_path, monkeypatch):
-    """No praw settings leak in from the machine: empty env, no user praw.ini, config re-read per test."""
-    for name in ("praw_client_id", "praw_client_secret", "praw_user_agent", "praw_site", "APPDATA"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ("no_proxy", "NO_PROXY"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
-    monkeypatch.chdir(tmp_path)
-    # praw reads praw.ini once per process and caches it on the class.
-    monkeypatch.setattr(praw.config.Config, "CONFIG", None)
-
-
-@pytest.fixture
-def server():
-    with FakeReddit(client_id=CLIENT_ID, client_secret=SECRET) as fake:
-        yield fake
-
-
-@pytest.fixture
-def env_credentials(monkeypatch):
-    monkeypatch.setenv("praw_client_id", CLIENT_ID)
-    monkeypatch.setenv("praw_client_secret", SECRET)
-    monkeypatch.setenv("praw_user_agent", USER_AGENT)
+def _isolated(isolated_praw):
+    """Every test here runs with no praw settings from the machine."""
 
 
 def local(server: FakeReddit) -> dict[str, str]:

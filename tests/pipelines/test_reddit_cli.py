@@ -1,0 +1,54 @@
+"""`webtext reddit` harvests live listings (a local fake Reddit) into a dump that `webtext links` reads."""
+
+import json
+
+import zstandard
+
+from pipelines.cli import main
+from pipelines.outputs import read_table
+from tests.fake_reddit import SECRET, FakeReddit
+
+
+def test_harvest_then_links(tmp_path, server: FakeReddit, env_credentials, isolated_praw, capsys):
+    dump = tmp_path / "dumps" / "RS_live.jsonl.zst"
+    argv = [
+        "reddit",
+        "--subreddit",
+        "Python",
+        "--subreddit",
+        "news",
+        "--listing",
+        "new",
+        "--listing",
+        "top",
+        "--time-filter",
+        "week",
+        "--out",
+        str(dump),
+        "--api-url",
+        server.url,
+    ]
+    assert main(argv) == 0
+    records = [
+        json.loads(line)
+        for line in zstandard.ZstdDecompressor().decompressobj().decompress(dump.read_bytes()).splitlines()
+    ]
+    assert records and all(isinstance(r["created_utc"], int) for r in records)
+    assert len({r["id"] for r in records}) == len(records)
+    assert any(r.query.get("t") == "week" for r in server.listing_requests())
+
+    assert main(["links", "--dumps", str(dump), "--out", str(tmp_path / "out")]) == 0
+    stats = json.loads((tmp_path / "out" / "links" / "stats.json").read_text())
+    assert stats["in"] == len(records) == stats["out"] + sum(stats["dropped"].values())
+    links = read_table(str(tmp_path / "out" / "links" / "part-*.parquet")).to_pylist()
+    kept = {sid for row in links for sid in row["submission_ids"]}
+    assert kept <= {r["id"] for r in records if not r["is_self"] and not r["over_18"] and r["score"] >= 3}
+    assert SECRET not in capsys.readouterr().out
+
+
+def test_missing_credentials_is_one_line(tmp_path, server: FakeReddit, isolated_praw, capsys):
+    argv = ["reddit", "--subreddit", "Python", "--out", str(tmp_path / "x.jsonl"), "--api-url", server.url]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("webtext reddit: error: Reddit API credentials missing: set praw_client_id")
+    assert not (tmp_path / "x.jsonl").exists()

@@ -9,7 +9,6 @@ submission; the karma rule runs on the aggregate of all submissions of one canon
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -164,26 +163,14 @@ class LinkRules:
 Accumulator = dict[str, tuple[Contribution, int]]
 
 
-def _add(acc: Accumulator, contribution: Contribution, times: int) -> None:
+def accumulate(acc: Accumulator, contribution: Contribution) -> Accumulator:
     seen = acc.get(contribution.submission_id)
     if seen is None:
-        acc[contribution.submission_id] = (contribution, times)
+        acc[contribution.submission_id] = (contribution, 1)
     else:
-        # Keep the higher score (a later re-crawl), deterministically whatever the arrival order.
-        acc[contribution.submission_id] = (max(seen[0], contribution), seen[1] + times)
-
-
-def accumulate(acc: Accumulator, contribution: Contribution) -> Accumulator:
-    _add(acc, contribution, 1)
+        # Keep the higher score (a later re-crawl): the same result whatever order batches arrive in.
+        acc[contribution.submission_id] = (max(seen[0], contribution), seen[1] + 1)
     return acc
-
-
-def merge(accumulators: Iterable[Accumulator]) -> Accumulator:
-    merged: Accumulator = {}
-    for acc in accumulators:
-        for contribution, times in acc.values():
-            _add(merged, contribution, times)
-    return merged
 
 
 LINKS_SCHEMA = pa.schema(

@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
 
 from corpus.dumps import DEFAULT_MAX_LINE_BYTES, iter_dump_lines
 from corpus.link_rules import (
@@ -40,12 +41,15 @@ from pipelines.outputs import GroupShards, ShardBatcher, StageOutput, gc_paused,
 STAGE = "links"
 LEDGER = "ledger"
 COUNTS = "counts"
+PROGRESS_SECONDS = 30
 log = logging.getLogger(__name__)
 
 
-def counter(reason: str):
-    """Beam counter `links:<reason>` (monitoring only; stats.json is computed from the data)."""
-    return Metrics.counter(STAGE, reason)
+def count_reasons(reasons: Counter[str], **figures: int) -> None:
+    """Beam counters `links:<reason>` and `links:<figure>`, for monitoring a run; stats.json is computed
+    from the data itself."""
+    for name, n in {**reasons, **figures}.items():
+        Metrics.counter(STAGE, name).inc(n)
 
 
 @dataclass(frozen=True)
@@ -72,30 +76,44 @@ class ReadSubmissions(beam.DoFn):
         name, opts = os.path.basename(path), self.options
         links, ledger = ShardBatcher(opts.num_shards), ShardBatcher(opts.num_shards)
         counts: Counter[str] = Counter()
-        started = time.monotonic()
+        reasons: Counter[str] = Counter()
+        started = reported = time.monotonic()
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
             for line in iter_dump_lines(raw, path, index, num_splits, max_line_bytes=opts.max_line_bytes):
                 if not line.data.strip():
                     counts["blank_lines"] += 1
                     continue
                 counts["in"] += 1
+                if counts["in"] % 100_000 == 0 and time.monotonic() - reported > PROGRESS_SECONDS:
+                    reported = time.monotonic()
+                    log.info(
+                        "links: %s split %d/%d: %d submissions so far, %.0f/s",
+                        name,
+                        index + 1,
+                        num_splits,
+                        counts["in"],
+                        counts["in"] / (reported - started),
+                    )
                 where = f"{name}:{line.number}"
                 if line.too_long:
                     ledger.add(
                         where, (where, STAGE, LINE_TOO_LONG, f"{where}: over {opts.max_line_bytes} bytes")
                     )
+                    reasons[LINE_TOO_LONG] += 1
                 elif isinstance(parsed := parse_submission(line.data), Rejection):
                     row_id = parsed.id or where
                     ledger.add(row_id, (row_id, STAGE, parsed.reason, f"{where}: {parsed.detail}"))
+                    reasons[parsed.reason] += 1
                 elif isinstance(decided := self.rules.apply(parsed), Dropped):
                     ledger.add(parsed.id, (parsed.id, STAGE, decided.reason, decided.detail))
+                    reasons[decided.reason] += 1
                 else:
                     url, contribution = decided
                     links.add(url, (url, tuple(contribution)))
                 if links.full() or ledger.full():
                     yield from _emit(links, ledger)
         yield from _emit(links, ledger)
-        counter("submissions_read").inc(counts["in"])
+        count_reasons(reasons, submissions_read=counts["in"])
         log.info(
             "links: %s split %d/%d: %d submissions in %.1f s",
             name,
@@ -132,15 +150,17 @@ class AggregateLinks(beam.DoFn):
                 for url, contribution in batch:
                     accumulate(per_url.setdefault(url, {}), Contribution(*contribution))
             rows, ledger = [], ShardBatcher(opts.num_shards)
+            reasons: Counter[str] = Counter()
             for url in sorted(per_url):
                 decision = decide_link(url, per_url[url], opts.config)
                 for sub_id, reason, detail in decision.drops:
                     ledger.add(sub_id, (sub_id, STAGE, reason, detail))
+                    reasons[reason] += 1
                 if decision.row is not None:
                     rows.append(decision.row)
             path = shard_name(self.output.staged(STAGE, "part"), index, opts.num_shards)
             write_table(path, rows, LINKS_SCHEMA)
-        counter("links_kept").inc(len(rows))
+        count_reasons(reasons, links_kept=len(rows))
         for batch in ledger.drain():
             yield beam.pvalue.TaggedOutput(LEDGER, batch)
         yield beam.pvalue.TaggedOutput(
@@ -191,15 +211,20 @@ def match_dumps(pattern: str) -> list[str]:
     return sorted(m.path for m in results if not m.path.endswith("/"))
 
 
-def run_links(options: LinksOptions, out_dir: str, beam_args: list[str]) -> None:
-    """Run the links stage and publish its outputs under `out_dir`; on failure nothing is published."""
+def run_links(options: LinksOptions, out_dir: str, beam_args: list[str]) -> dict[str, int]:
+    """Run the links stage and publish its outputs under `out_dir`; on failure nothing is published.
+    Returns the run's Beam counters as {"links:<name>": value}."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     output = StageOutput(out_dir, STAGE)
     try:
-        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-            _ = pipeline | "Links" >> ExtractLinks(options, output)
+        pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+        _ = pipeline | "Links" >> ExtractLinks(options, output)
+        result = pipeline.run()
+        result.wait_until_finish()
         output.publish()
     except BaseException:
         output.discard()
         raise
+    counters = result.metrics().query(MetricsFilter().with_namespace(STAGE))["counters"]
+    return {f"{STAGE}:{c.key.metric.name}": c.committed for c in counters}

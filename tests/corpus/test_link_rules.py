@@ -9,7 +9,6 @@ from corpus.link_rules import (
     LinkRules,
     accumulate,
     decide_link,
-    merge,
     parse_date,
     read_list,
 )
@@ -114,8 +113,8 @@ def test_one_qualifying_submission_carries_the_link():
 def test_duplicate_submission_counts_once_whatever_the_order():
     low = Contribution("s0", 2, 1000, "r", "http://a.com/x")
     high = Contribution("s0", 9, 1000, "r", "http://a.com/x")
-    one = merge([accumulate({}, low), accumulate({}, high)])
-    other = merge([accumulate({}, high), accumulate({}, low)])
+    one = accumulate(accumulate({}, low), high)
+    other = accumulate(accumulate({}, high), low)
     assert one == other
     decision = decide_link("http://a.com/x", one, LinkConfig())
     assert decision.row["num_submissions"] == 1 and decision.row["karma"] == 9

@@ -175,3 +175,32 @@ def test_stats_json_is_the_designed_shape(sample_run):
     raw = json.loads((sample_run["out"] / "links" / "stats.json").read_text())
     assert list(raw)[:4] == ["stage", "in", "out", "dropped"]
     assert raw["stage"] == "links" and raw["config"]["min_karma"] == 3
+
+
+def test_beam_counters_are_named_stage_reason(tmp_path, sample_run):
+    from corpus.link_rules import LinkConfig
+    from pipelines.links import LinksOptions, match_dumps
+    from pipelines.links import run_links as run_stage
+
+    counters = run_stage(LinksOptions(match_dumps(f"{SAMPLE}/*"), LinkConfig()), str(tmp_path / "out"), [])
+    stats = sample_run["stats"]
+    assert {k: v for k, v in counters.items() if k.removeprefix("links:") in stats.dropped} == {
+        f"links:{reason}": n for reason, n in stats.dropped.items()
+    }
+    assert counters["links:submissions_read"] == stats.items_in
+    assert counters["links:links_kept"] == stats.extra["links"]
+
+
+def test_empty_files_and_an_overlong_line(tmp_path):
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    (dumps / "RS_empty.zst").write_bytes(b"")
+    (dumps / "RS_empty.bz2").write_bytes(b"")
+    big = submission("big", "http://example.com/big", selftext="y" * 3_000_000)
+    write_dump(dumps / "RS_big.zst", [submission("ok", "http://example.com/ok"), big])
+    out = tmp_path / "out"
+    assert run_links(out, "--max-line-bytes", str(2**20), dumps=f"{dumps}/*") == 0
+    got = outputs(out)
+    assert got["stats"].items_in == 2 and got["stats"].dropped == {"line_too_long": 1}
+    assert [(row["id"], row["reason"]) for row in got["ledger"]] == [("RS_big.zst:2", "line_too_long")]
+    assert [row["url"] for row in got["links"]] == ["http://example.com/ok"]

@@ -45,7 +45,9 @@ def _date(text: str) -> str:
 
 
 def add_links_parser(sub) -> None:
-    p = sub.add_parser("links", help="Reddit submission dumps -> outbound links with karma (Beam)")
+    p = sub.add_parser(
+        "links", allow_abbrev=False, help="Reddit submission dumps -> outbound links with karma (Beam)"
+    )
     p.add_argument(
         "--dumps",
         action="append",
@@ -139,7 +141,9 @@ def run_links_command(args: argparse.Namespace, beam_args: list[str]) -> int:
 def add_reddit_parser(sub) -> None:
     from corpus.reddit_api import LISTINGS, TIME_FILTERS
 
-    p = sub.add_parser("reddit", help="harvest live Reddit listings (praw) into a Pushshift-format dump")
+    p = sub.add_parser(
+        "reddit", allow_abbrev=False, help="harvest live Reddit listings (praw) into a Pushshift-format dump"
+    )
     p.add_argument("--subreddit", action="append", required=True, help="subreddit name; repeatable")
     p.add_argument("--listing", action="append", choices=LISTINGS, help="listing(s) to read (default: new)")
     p.add_argument("--time-filter", default="all", choices=TIME_FILTERS, help="for top and controversial")
@@ -176,7 +180,7 @@ def run_reddit_command(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run the chain built so far on the embedded sample")
+    p = sub.add_parser("demo", allow_abbrev=False, help="run the chain built so far on the embedded sample")
     p.add_argument("--out", default="build/demo", metavar="DIR")
     p.set_defaults(handler=run_demo_command)
 
@@ -189,7 +193,7 @@ def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="webtext", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="webtext", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (add_links_parser, add_reddit_parser, add_demo_parser):
@@ -211,6 +215,7 @@ def configure_logging(verbose: bool) -> None:
             handler.addFilter(lambda record: "apache_beam" not in record.pathname)
 
 
+BEAM_HYPHENATED = {"--job-server-timeout"}
 _BEAM_SUFFIX = re.compile(r" \[while running '[^']*'\]")
 _WRAPPED_INPUT_ERROR = re.compile(r"(?:DumpError|InputError|RedditCredentialsError): (.+)")
 
@@ -226,6 +231,13 @@ def user_error(exc: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    # Beam's options are spelt with underscores, so a hyphenated flag nobody knows is a typo of ours:
+    # refuse it rather than let Beam discard it with a warning.
+    typos = [
+        a for a in extra if a.startswith("--") and "-" in a[2:].split("=")[0] and a not in BEAM_HYPHENATED
+    ]
+    if typos:
+        parser.error(f"unrecognized arguments: {' '.join(typos)}")
     configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
     try:

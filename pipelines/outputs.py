@@ -73,6 +73,26 @@ def read_table(pattern: str) -> pa.Table:
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
+class ShardBatcher:
+    """Buffers items per output shard inside a DoFn and hands them out as (shard, [items]) batches."""
+
+    def __init__(self, num_shards: int, max_items: int = 20_000) -> None:
+        self.num_shards, self.max_items = num_shards, max_items
+        self.batches: dict[int, list] = {}
+        self.size = 0
+
+    def add(self, key: str, item: Any) -> None:
+        self.batches.setdefault(stable_shard(key, self.num_shards), []).append(item)
+        self.size += 1
+
+    def full(self) -> bool:
+        return self.size >= self.max_items
+
+    def drain(self) -> list[tuple[int, list]]:
+        batches, self.batches, self.size = sorted(self.batches.items()), {}, 0
+        return batches
+
+
 class GroupShards(beam.PTransform):
     """(shard, [items]) batches -> (shard, iterable of batches), one element for every shard in
     [0, num_shards), also for shards that received nothing, so every output file gets written."""
@@ -134,23 +154,3 @@ class StageOutput:
         staging_root = self.final(STAGING)
         if FileSystems.exists(staging_root) and not FileSystems.match([staging_root + "/*"])[0].metadata_list:
             FileSystems.delete([staging_root])
-
-
-class ShardBatcher:
-    """Buffers items per output shard inside a DoFn and hands them out as (shard, [items]) batches."""
-
-    def __init__(self, num_shards: int, max_items: int = 20_000) -> None:
-        self.num_shards, self.max_items = num_shards, max_items
-        self.batches: dict[int, list] = {}
-        self.size = 0
-
-    def add(self, key: str, item: Any) -> None:
-        self.batches.setdefault(stable_shard(key, self.num_shards), []).append(item)
-        self.size += 1
-
-    def full(self) -> bool:
-        return self.size >= self.max_items
-
-    def drain(self) -> list[tuple[int, list]]:
-        batches, self.batches, self.size = sorted(self.batches.items()), {}, 0
-        return batches

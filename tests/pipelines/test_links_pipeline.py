@@ -204,3 +204,9 @@ def test_empty_files_and_an_overlong_line(tmp_path):
     assert got["stats"].items_in == 2 and got["stats"].dropped == {"line_too_long": 1}
     assert [(row["id"], row["reason"]) for row in got["ledger"]] == [("RS_big.zst:2", "line_too_long")]
     assert [row["url"] for row in got["links"]] == ["http://example.com/ok"]
+
+
+def test_a_mistyped_flag_is_refused_not_passed_to_beam(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_links(tmp_path / "out", "--min-karm", "5")
+    assert exit_.value.code == 2 and "unrecognized arguments: --min-karm" in capsys.readouterr().err

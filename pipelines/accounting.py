@@ -68,7 +68,7 @@ class WriteStats(beam.PTransform):
         stats = StageStats(
             self.output.stage, totals["in"], totals["out"], dict(dropped), {**extra, "config": self.config}
         ).check()
-        path = self.output.staged(self.output.stage, "stats.json")
+        path = self.output.staged(self.output.directory, "stats.json")
         with FileSystems.create(
             path, mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED
         ) as handle:

@@ -179,6 +179,154 @@ def run_reddit_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def add_fetch_parser(sub) -> None:
+    from corpus.fetcher import FetchConfig
+
+    d = FetchConfig()
+    p = sub.add_parser("fetch", allow_abbrev=False, help="links -> WARC files + fetch index (Beam)")
+    p.add_argument(
+        "--links", required=True, metavar="DIR", help="work directory (or its links/) of a links run"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/fetch, DIR/ledger")
+    p.add_argument(
+        "--from-warc",
+        action="append",
+        metavar="GLOB",
+        help="read responses from existing WARC/ARC files instead of the network; repeatable",
+    )
+    p.add_argument(
+        "--per-host-delay", type=float, default=d.per_host_delay, help="seconds between requests to a host"
+    )
+    p.add_argument("--ignore-robots", action="store_true", help="do not fetch or honour robots.txt")
+    p.add_argument("--user-agent", default=d.user_agent)
+    p.add_argument("--max-bytes", type=_positive_int, default=d.max_bytes, help="body cap (default 5 MB)")
+    p.add_argument("--connect-timeout", type=float, default=d.connect_timeout)
+    p.add_argument("--read-timeout", type=float, default=d.read_timeout)
+    p.add_argument("--max-seconds", type=float, default=d.max_seconds, help="wall-clock cap per URL")
+    p.add_argument("--max-retries", type=int, default=d.max_retries, help="on 429, 5xx and connection errors")
+    p.add_argument("--concurrency", type=_positive_int, default=16, help="fetching threads per worker")
+    p.add_argument(
+        "--buckets",
+        type=_positive_int,
+        default=8,
+        help="host groups; a group is fetched by one worker, so a host is paced in one place",
+    )
+    p.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="allow private, loopback and link-local addresses (tests and intranets only)",
+    )
+    p.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="allow one private network (e.g. 127.0.0.0/8 for a local test server); repeatable",
+    )
+    p.add_argument("--num-shards", type=_positive_int, help="index files (default: one per million links)")
+    p.set_defaults(handler=run_fetch_command)
+
+
+def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from apache_beam.io.filesystems import FileSystems
+
+    from corpus.fetcher import FetchConfig
+    from pipelines.fetch import FetchLinks, FetchOptions, resolve_links, run_fetch
+    from pipelines.fetch_archive import ArchiveOptions, FetchFromArchives
+    from pipelines.links import match_dumps
+    from pipelines.outputs import parquet_rows, shards_for_rows
+    from pipelines.summary import fetch_summary
+
+    links = resolve_links(args.links)
+    count = parquet_rows(links)
+    if not count and not match_dumps(links):
+        raise InputError(f"{args.links}: no links table (links/part-*.parquet); run webtext links first")
+    num_shards = args.num_shards or shards_for_rows(count, 1_000_000)
+    started = time.monotonic()
+    if args.from_warc:
+        archives = sorted({path for pattern in args.from_warc for path in match_dumps(pattern)})
+        if not archives:
+            raise InputError(f"no archives match {' '.join(args.from_warc)}")
+        options = ArchiveOptions(links, archives, num_shards=num_shards)
+        log.info("fetch: %d links from %d archive(s) -> %s", count, len(archives), args.out)
+        run_fetch(lambda output: FetchFromArchives(options, output), args.out, beam_args, keep=())
+    else:
+        config = FetchConfig(
+            user_agent=args.user_agent,
+            connect_timeout=args.connect_timeout,
+            read_timeout=args.read_timeout,
+            max_seconds=args.max_seconds,
+            max_bytes=args.max_bytes,
+            max_retries=args.max_retries,
+            per_host_delay=args.per_host_delay,
+            respect_robots=not args.ignore_robots,
+            allow_private_network=args.allow_private_network,
+            allowed_networks=tuple(args.allow_network),
+        )
+        previous = FileSystems.join(args.out, "fetch", "index-*.parquet")
+        options = FetchOptions(
+            links,
+            config,
+            args.concurrency,
+            args.buckets,
+            num_shards,
+            previous if match_dumps(previous) else None,
+        )
+        log.info(
+            "fetch: %d links over the network -> %s%s",
+            count,
+            args.out,
+            " (resuming)" if options.previous_index else "",
+        )
+        run_fetch(lambda output: FetchLinks(options, output), args.out, beam_args, keep=("*.warc.gz",))
+    print(fetch_summary(args.out))
+    print(f"fetch: done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def add_extract_parser(sub) -> None:
+    p = sub.add_parser(
+        "extract", allow_abbrev=False, help="fetched pages -> documents with trafilatura (Beam)"
+    )
+    p.add_argument(
+        "--fetch", required=True, metavar="DIR", help="work directory (or its fetch/) of a fetch run"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/docs, DIR/ledger")
+    p.add_argument("--min-words", type=int, help="drop documents with fewer words (reason too_short)")
+    p.add_argument("--timeout", type=float, help="seconds per document before extract_timeout")
+    p.add_argument("--num-shards", type=_positive_int, help="docs files (default: one per 100,000 pages)")
+    p.set_defaults(handler=run_extract_command)
+
+
+def run_extract_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import dataclasses
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from corpus.extract import ExtractConfig
+    from pipelines.extract import ExtractOptions, run_extract
+    from pipelines.outputs import parquet_rows, shards_for_rows
+    from pipelines.summary import extract_summary
+
+    fetch_dir = args.fetch.rstrip("/")
+    work_dir = fetch_dir.rsplit("/", 1)[0] if fetch_dir.endswith("/fetch") else fetch_dir
+    index = FileSystems.join(work_dir, "fetch", "index-*.parquet")
+    count = parquet_rows(index)
+    if not FileSystems.match([index])[0].metadata_list:
+        raise InputError(f"{args.fetch}: no fetch index (fetch/index-*.parquet); run webtext fetch first")
+    changes = {"min_words": args.min_words, "timeout_seconds": args.timeout}
+    config = dataclasses.replace(ExtractConfig(), **{k: v for k, v in changes.items() if v is not None})
+    options = ExtractOptions(
+        index, work_dir, config, num_shards=args.num_shards or shards_for_rows(count, 100_000)
+    )
+    started = time.monotonic()
+    log.info("extract: %d index rows -> %s", count, args.out)
+    run_extract(options, args.out, beam_args)
+    print(extract_summary(args.out))
+    print(f"extract: done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", allow_abbrev=False, help="run the chain built so far on the embedded sample")
     p.add_argument("--out", default="build/demo", metavar="DIR")
@@ -186,17 +334,28 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    sample = resources.files("corpus") / "sample" / "reddit"
-    print(f"demo: links stage on the embedded sample ({sample})")
-    links_args = build_parser().parse_args(["links", "--dumps", f"{sample}/*", "--out", args.out])
-    return run_links_command(links_args, beam_args)
+    """links -> fetch (from the sample's WARC: no network) -> extract, on the embedded sample."""
+    sample = resources.files("corpus") / "sample"
+    steps = [
+        ["links", "--dumps", f"{sample}/reddit/*", "--out", args.out],
+        ["fetch", "--links", args.out, "--from-warc", f"{sample}/warc/*.warc.gz", "--out", args.out],
+        ["extract", "--fetch", args.out, "--out", args.out],
+    ]
+    print(f"demo: links -> fetch (from the sample WARC) -> extract on the embedded sample ({sample})\n")
+    for step in steps:
+        step_args = build_parser().parse_args(step)
+        code = step_args.handler(step_args, beam_args)
+        if code:
+            return code
+        print()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webtext", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_links_parser, add_reddit_parser, add_demo_parser):
+    for add in (add_links_parser, add_reddit_parser, add_fetch_parser, add_extract_parser, add_demo_parser):
         add(sub)
     return parser
 

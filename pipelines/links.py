@@ -36,7 +36,15 @@ from corpus.link_rules import (
 )
 from corpus.submissions import LINE_TOO_LONG, Rejection, parse_submission
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import GroupShards, ShardBatcher, StageOutput, gc_paused, shard_name, write_table
+from pipelines.outputs import (
+    GroupShards,
+    ShardBatcher,
+    StageOutput,
+    gc_paused,
+    run_stage,
+    shard_name,
+    write_table,
+)
 
 STAGE = "links"
 LEDGER = "ledger"
@@ -214,17 +222,7 @@ def match_dumps(pattern: str) -> list[str]:
 def run_links(options: LinksOptions, out_dir: str, beam_args: list[str]) -> dict[str, int]:
     """Run the links stage and publish its outputs under `out_dir`; on failure nothing is published.
     Returns the run's Beam counters as {"links:<name>": value}."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     output = StageOutput(out_dir, STAGE)
-    try:
-        pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-        _ = pipeline | "Links" >> ExtractLinks(options, output)
-        result = pipeline.run()
-        result.wait_until_finish()
-        output.publish()
-    except BaseException:
-        output.discard()
-        raise
+    result = run_stage(output, ExtractLinks(options, output), beam_args)
     counters = result.metrics().query(MetricsFilter().with_namespace(STAGE))["counters"]
     return {f"{STAGE}:{c.key.metric.name}": c.committed for c in counters}

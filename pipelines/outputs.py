@@ -12,10 +12,11 @@ partial output.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import gc
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -108,6 +109,45 @@ class GroupShards(beam.PTransform):
         return (batches, every_shard) | "Flatten" >> beam.Flatten() | "Group" >> beam.GroupByKey()
 
 
+class WriteSortedShards(beam.PTransform):
+    """Dict rows -> `{prefix}-NNNNN-of-MMMMM.parquet`, each shard sorted by `key`; outputs row counts.
+
+    One shuffle element per row: for stages whose rows are few or costly to make (fetch, extract).
+    """
+
+    def __init__(self, prefix: str, num_shards: int, schema: pa.Schema, key: Callable[[dict], str]) -> None:
+        super().__init__()
+        self.prefix, self.num_shards, self.schema, self.key = prefix, num_shards, schema, key
+
+    def expand(self, rows):
+        n, key = self.num_shards, self.key
+        return (
+            rows
+            | "Shard" >> beam.Map(lambda row: (stable_shard(key(row), n), [row]))
+            | "Shards" >> GroupShards(n)
+            | "Write" >> beam.Map(self._write)
+        )
+
+    def _write(self, shard: tuple[int, list[list[dict]]]) -> int:
+        index, batches = shard
+        rows = sorted((row for batch in batches for row in batch), key=self.key)
+        write_table(shard_name(self.prefix, index, self.num_shards), rows, self.schema)
+        return len(rows)
+
+
+def parquet_rows(pattern: str) -> int:
+    """Rows in the Parquet files matching `pattern`, from their footers (no data read)."""
+    total = 0
+    for metadata in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def shards_for_rows(rows: int, rows_per_shard: int) -> int:
+    return max(1, -(-rows // rows_per_shard))
+
+
 def shards_for_input(paths: list[str], input_bytes_per_shard: int) -> int:
     """Output shard count from the input size: fixed before the run, so it cannot depend on workers."""
     sizes = [m.size_in_bytes for result in FileSystems.match(paths) for m in result.metadata_list]
@@ -117,12 +157,14 @@ def shards_for_input(paths: list[str], input_bytes_per_shard: int) -> int:
 class StageOutput:
     """The staging area of one run of one stage, and where its files go when it succeeds.
 
-    A stage named S writes `S/...` (its own directory, with `stats.json`) and `ledger/S-*.parquet`.
+    A stage named S writes its directory (S/, or `directory` when DESIGN.md names it otherwise: the
+    extract stage writes docs/), with `stats.json` in it, and `ledger/S-*.parquet`.
     """
 
-    def __init__(self, out_dir: str, stage: str) -> None:
+    def __init__(self, out_dir: str, stage: str, directory: str | None = None) -> None:
         self.out_dir = out_dir.rstrip("/")
         self.stage = stage
+        self.directory = directory or stage
         self.staging = FileSystems.join(self.out_dir, STAGING, f"{stage}-{uuid.uuid4().hex[:12]}")
 
     def staged(self, *parts: str) -> str:
@@ -131,14 +173,16 @@ class StageOutput:
     def final(self, *parts: str) -> str:
         return FileSystems.join(self.out_dir, *parts)
 
-    def _previous_outputs(self) -> list[str]:
-        patterns = [self.final(self.stage, "*"), self.final("ledger", f"{self.stage}-*")]
-        return [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+    def _previous_outputs(self, keep: tuple[str, ...]) -> list[str]:
+        patterns = [self.final(self.directory, "*"), self.final("ledger", f"{self.stage}-*")]
+        paths = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
+        return [path for path in paths if not any(fnmatch.fnmatch(path.rsplit("/", 1)[-1], k) for k in keep)]
 
-    def publish(self) -> None:
-        """Replace the stage's previous outputs with the staged ones."""
+    def publish(self, keep: tuple[str, ...] = ()) -> None:
+        """Replace the stage's previous outputs with the staged ones; previous files whose names match a
+        `keep` pattern stay (a resumed fetch keeps the WARC files its index still points to)."""
         staged = sorted(m.path for m in FileSystems.match([self.staged("**")])[0].metadata_list)
-        previous = self._previous_outputs()
+        previous = self._previous_outputs(keep)
         if previous:
             FileSystems.delete(previous)
         targets = [self.final(path[len(self.staging) + 1 :]) for path in staged]
@@ -154,3 +198,22 @@ class StageOutput:
         staging_root = self.final(STAGING)
         if FileSystems.exists(staging_root) and not FileSystems.match([staging_root + "/*"])[0].metadata_list:
             FileSystems.delete([staging_root])
+
+
+def run_stage(
+    output: StageOutput, transform: beam.PTransform, beam_args: list[str], keep: tuple[str, ...] = ()
+):
+    """Run one stage's transform on the runner the Beam options name, then publish its outputs; on any
+    failure the staging area is removed and the previous outputs stay. Returns the PipelineResult."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    try:
+        pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+        _ = pipeline | output.stage.capitalize() >> transform
+        result = pipeline.run()
+        result.wait_until_finish()
+        output.publish(keep)
+    except BaseException:
+        output.discard()
+        raise
+    return result

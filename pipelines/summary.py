@@ -7,34 +7,68 @@ from collections import Counter
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from corpus.accounting import load_stats
+from corpus.accounting import StageStats, load_stats
 from pipelines.outputs import read_table
 
 
-def read_stats(out_dir: str, stage: str):
-    path = FileSystems.join(out_dir, stage, "stats.json")
+def read_stats(out_dir: str, directory: str) -> StageStats:
+    path = FileSystems.join(out_dir, directory, "stats.json")
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         return load_stats(handle.read().decode("utf-8"))
+
+
+def by_count(counts: Counter | dict, top: int | None = None) -> list[str]:
+    """Indented `count  name` lines, largest first."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [f"    {n:6d}  {name}" for name, n in ranked]
+
+
+def column_counts(table, name: str) -> Counter:
+    return Counter(table.column(name).to_pylist()) if table.num_rows else Counter()
 
 
 def links_summary(out_dir: str, top: int = 10) -> str:
     stats = read_stats(out_dir, "links")
     links = read_table(FileSystems.join(out_dir, "links", "part-*.parquet"))
-    domains = Counter(links.column("domain").to_pylist()) if links.num_rows else Counter()
-    lines = [
-        f"links: {stats.items_in} submissions read, {stats.items_out} contributed to "
-        f"{links.num_rows} links, {sum(stats.dropped.values())} dropped",
-        f"  top domains ({len(domains)} in all):",
-        *(
-            f"    {n:6d}  {domain}"
-            for domain, n in sorted(domains.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-        ),
-        "  dropped by reason:",
-        *(
-            f"    {n:6d}  {reason}"
-            for reason, n in sorted(stats.dropped.items(), key=lambda kv: (-kv[1], kv[0]))
-        ),
-        f"  outputs: {FileSystems.join(out_dir, 'links')}/part-*.parquet, "
-        f"{FileSystems.join(out_dir, 'ledger')}/links-*.parquet, stats.json",
-    ]
-    return "\n".join(lines)
+    domains = column_counts(links, "domain")
+    return "\n".join(
+        [
+            f"links: {stats.items_in} submissions read, {stats.items_out} contributed to "
+            f"{links.num_rows} links, {sum(stats.dropped.values())} dropped",
+            f"  top domains ({len(domains)} in all):",
+            *by_count(domains, top),
+            "  dropped by reason:",
+            *by_count(stats.dropped),
+            f"  outputs: {out_dir}/links/part-*.parquet, {out_dir}/ledger/links-*.parquet, stats.json",
+        ]
+    )
+
+
+def fetch_summary(out_dir: str) -> str:
+    stats = read_stats(out_dir, "fetch")
+    index = read_table(FileSystems.join(out_dir, "fetch", "index-*.parquet"))
+    return "\n".join(
+        [
+            f"fetch: {stats.items_in} links, {stats.items_out} pages ok",
+            "  outcomes:",
+            *by_count(column_counts(index, "outcome")),
+            f"  outputs: {out_dir}/fetch/index-*.parquet and *.warc.gz, {out_dir}/ledger/fetch-*.parquet",
+        ]
+    )
+
+
+def extract_summary(out_dir: str, top: int = 5) -> str:
+    stats = read_stats(out_dir, "docs")
+    docs = read_table(FileSystems.join(out_dir, "docs", "part-*.parquet"))
+    rows = docs.select(["words", "title", "domain"]).to_pylist() if docs.num_rows else []
+    longest = sorted(rows, key=lambda r: -r["words"])[:top]
+    words = sum(r["words"] for r in rows)
+    return "\n".join(
+        [
+            f"extract: {stats.items_in} pages, {stats.items_out} documents, {words} words; the longest:",
+            *(f"    {r['words']:6d} words  {r['domain']}: {(r['title'] or '')[:60]}" for r in longest),
+            "  dropped by reason:",
+            *by_count(stats.dropped),
+            f"  outputs: {out_dir}/docs/part-*.parquet, {out_dir}/ledger/extract-*.parquet, stats.json",
+        ]
+    )

@@ -1,0 +1,64 @@
+"""Documents: the extract stage's rows, keyed by a stable hash of the canonical URL (DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pyarrow as pa
+
+from corpus.fetch_index import LINEAGE
+
+DOCS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("final_url", pa.string(), nullable=False),
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("author", pa.string()),
+        pa.field("date", pa.string()),
+        pa.field("sitename", pa.string()),
+        pa.field("words", pa.int64(), nullable=False),
+        pa.field("karma", pa.int64(), nullable=False),
+        pa.field("submission_ids", pa.list_(pa.string()), nullable=False),
+        pa.field("subreddits", pa.list_(pa.string()), nullable=False),
+        pa.field("first_created_utc", pa.int64(), nullable=False),
+        pa.field("fetched_at", pa.string()),
+        pa.field("status", pa.int32()),
+        pa.field("warc_file", pa.string()),
+        pa.field("content_sha1", pa.string(), nullable=False),
+        pa.field("extractor", pa.string(), nullable=False),
+    ]
+)
+
+
+def doc_id(url: str) -> str:
+    """Stable id of a document: SHA-1 (hex) of its canonical URL."""
+    return hashlib.sha1(url.encode("utf-8")).hexdigest()
+
+
+def doc_row(index: dict[str, Any], extracted, payload: bytes, extractor: str) -> dict[str, Any]:
+    """A docs row from the fetch index row, the extraction and the decoded HTTP payload.
+
+    `content_sha1` is the SHA-1 of that payload (as WARC-Payload-Digest, but hex), so a document can be
+    traced back to the exact bytes it was extracted from.
+    """
+    return {
+        "id": doc_id(index["url"]),
+        "url": index["url"],
+        "final_url": index["final_url"],
+        "text": extracted.text,
+        "title": extracted.title,
+        "author": extracted.author,
+        "date": extracted.date,
+        "sitename": extracted.sitename,
+        "words": extracted.words,
+        "fetched_at": index["fetched_at"],
+        "status": index["status"],
+        "warc_file": index["warc_file"],
+        "content_sha1": hashlib.sha1(payload).hexdigest(),
+        "extractor": extractor,
+        **{name: index[name] for name in LINEAGE},
+    }

@@ -1,0 +1,128 @@
+"""The extract stage: ok rows of the fetch index -> `docs/part-*.parquet`, ledger, stats.json.
+
+index rows (outcome ok) -> Reshuffle -> ExtractDocs: read the WARC record at (warc_file, offset, length),
+  decode its body (gzip/deflate, capped), trafilatura in a child process with a per-document time limit
+  -> docs rows -> sorted shards (by id); pages without usable text -> ledger
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from corpus.docs import DOCS_SCHEMA, doc_id, doc_row
+from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor
+from corpus.http_wire import decode_body
+from corpus.warc import WarcError, read_response
+from pipelines.accounting import WriteLedger, WriteStats
+from pipelines.fetch import read_parquet
+from pipelines.outputs import StageOutput, WriteSortedShards, run_stage, stable_shard
+
+STAGE = "extract"
+LEDGER = "ledger"
+WARC_UNREADABLE = "warc_unreadable"
+TOO_LARGE = "too_large"
+UNDECODABLE = "undecodable"
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    index: str  # glob of the fetch index
+    work_dir: str  # where relative warc_file paths start
+    config: ExtractConfig
+    max_bytes: int = 5 * 2**20
+    num_shards: int = 1
+
+
+def read_record(warc_file: str, offset: int, length: int) -> bytes:
+    with FileSystems.open(warc_file, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+class ExtractDocs(beam.DoFn):
+    def __init__(self, options: ExtractOptions) -> None:
+        self.options = options
+
+    def setup(self) -> None:
+        self.extractor = TimedExtractor(self.options.config)
+
+    def teardown(self) -> None:
+        self.extractor.close()
+
+    def process(self, row: dict):
+        opts, url = self.options, row["url"]
+        path = row["warc_file"]
+        if "://" not in path and not path.startswith("/"):
+            path = FileSystems.join(opts.work_dir, path)
+        try:
+            response = read_response(read_record(path, row["offset"], row["length"]), path, row["offset"])
+        except (WarcError, OSError) as err:
+            yield self._drop(url, WARC_UNREADABLE, str(err))
+            return
+        try:
+            payload, too_large = decode_body(response.body, response.content_encoding or "", opts.max_bytes)
+        except (ValueError, zlib.error) as err:
+            yield self._drop(url, UNDECODABLE, f"Content-Encoding {response.content_encoding!r}: {err}")
+            return
+        if too_large:
+            yield self._drop(url, TOO_LARGE, f"decoded body over {opts.max_bytes} bytes")
+            return
+        extracted = self.extractor.extract(payload, response.content_type or row["content_type"], url)
+        if extracted.outcome != "ok":
+            yield self._drop(url, extracted.outcome, extracted.detail)
+            return
+        Metrics.counter(STAGE, "docs").inc()
+        yield doc_row(row, extracted, payload, EXTRACTOR)
+
+    @staticmethod
+    def _drop(url: str, reason: str, detail: str):
+        Metrics.counter(STAGE, reason).inc()
+        return beam.pvalue.TaggedOutput(LEDGER, (doc_id(url), STAGE, reason, f"{url}: {detail}"[:500]))
+
+
+class ExtractPages(beam.PTransform):
+    def __init__(self, options: ExtractOptions, output: StageOutput) -> None:
+        super().__init__()
+        self.options, self.output = options, output
+
+    def expand(self, pbegin):
+        opts, n = self.options, self.options.num_shards
+        pages = (
+            pbegin
+            | "ReadIndex" >> read_parquet(opts.index)
+            | "Ok" >> beam.Filter(lambda row: row["outcome"] == "ok")
+            | "Spread" >> beam.Reshuffle()
+        )
+        docs = pages | "Extract" >> beam.ParDo(ExtractDocs(opts)).with_outputs(LEDGER, main="docs")
+        docs.docs | "WriteDocs" >> WriteSortedShards(
+            self.output.staged(self.output.directory, "part"), n, DOCS_SCHEMA, lambda row: row["id"]
+        )
+        dropped = (
+            docs[LEDGER]
+            | "LedgerBatches" >> beam.Map(lambda row: (stable_shard(row[0], n), [row]))
+            | "WriteLedger" >> WriteLedger(self.output, n)
+        )
+        counts = (
+            pages | "In" >> beam.Map(lambda _: Counter({"in": 1})),
+            docs.docs | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
+        ) | "AllCounts" >> beam.Flatten()
+        config = {
+            "extract": {
+                "extractor": EXTRACTOR,
+                "max_bytes": opts.max_bytes,
+                **{k: getattr(opts.config, k) for k in opts.config.__dataclass_fields__},
+            }
+        }
+        return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
+
+
+def run_extract(options: ExtractOptions, out_dir: str, beam_args: list[str]) -> None:
+    output = StageOutput(out_dir, STAGE, directory="docs")
+    run_stage(output, ExtractPages(options, output), beam_args)

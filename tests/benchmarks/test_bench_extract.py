@@ -1,0 +1,91 @@
+"""TimedExtractor throughput beside a bare in-process loop on the same pages (run by `make bench`).
+
+Pages: the 197 shared real pages ($WEBTEXT_SHARED_DATA/html_extraction, default <repo>/../shared/data) when
+present, else the 10 fixture pages; repeated to BENCH_EXTRACT_PAGES documents (default: each page once, at
+least 100). The bare loop runs exactly what the child runs (decode_html + the pipeline's trafilatura
+options, `extract_bytes`) in this process; plain `trafilatura.extract` with comments off is printed for scale.
+Each loop runs once to warm up (trafilatura and htmldate keep caches) and then twice; the faster run counts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+
+import trafilatura
+
+from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor, decode_html, extract_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "html_extraction"
+FIXTURES = ROOT / "tests" / "fixtures" / "html"
+
+
+def load_pages() -> tuple[str, list[bytes]]:
+    root = SHARED if SHARED.is_dir() else FIXTURES
+    paths = sorted(root.glob("*/html/*.gz"))
+    pages = [gzip.decompress(path.read_bytes()) for path in paths]
+    count = int(os.environ.get("BENCH_EXTRACT_PAGES", max(len(pages), 100)))
+    return str(root), [pages[i % len(pages)] for i in range(count)]
+
+
+def timed_call(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def best_of(runs: int, loop) -> float:
+    loop()  # warm-up
+    return min(timed_call(loop) for _ in range(runs))
+
+
+def test_timed_extractor_throughput_against_bare_loop():
+    logging.disable(logging.WARNING)  # trafilatura warns once per discarded page
+    source, pages = load_pages()
+    config = ExtractConfig()
+    url = "https://example.org/article"
+    bare_results: list = []
+    timed_results: list = []
+
+    def plain():
+        for body in pages:
+            trafilatura.extract(decode_html(body, None), url=url, include_comments=False)
+
+    def bare():
+        bare_results[:] = [extract_bytes(body, None, url, config) for body in pages]
+
+    with TimedExtractor(config) as extractor:
+        started = time.perf_counter()
+        extractor.extract(b"", None, url)
+        startup = time.perf_counter() - started
+
+        def timed():
+            timed_results[:] = [extractor.extract(body, None, url) for body in pages]
+
+        seconds = {"plain": best_of(2, plain), "bare": best_of(2, bare), "timed": best_of(2, timed)}
+        # IPC round trip: an empty body (refused at once), alternately through the child and in this process.
+        child, here = [], []
+        for _ in range(200):
+            child.append(timed_call(lambda: extractor.extract(b"", None, url)))
+            here.append(timed_call(lambda: extract_bytes(b"", None, url, config)))
+        ipc = statistics.median(child) - statistics.median(here)
+        restarts = extractor.restarts
+
+    assert timed_results == bare_results and restarts == 0
+    rate = {name: len(pages) / s for name, s in seconds.items()}
+    mean_kib = sum(map(len, pages)) / len(pages) / 1024
+    print(f"\nextract, {EXTRACTOR}: {len(pages)} pages (mean {mean_kib:.0f} KiB), {os.cpu_count()} cores")
+    print(f"  pages from {source}")
+    print(f"  trafilatura.extract, comments off, 1 pass {rate['plain']:7.1f} pages/s")
+    print(f"  bare loop, extract_bytes in this process  {rate['bare']:7.1f} pages/s")
+    print(f"  TimedExtractor, child process             {rate['timed']:7.1f} pages/s")
+    print(f"  ratio TimedExtractor / bare loop          {rate['timed'] / rate['bare']:7.2f}x")
+    per_page = seconds["bare"] / len(pages)
+    print(f"  child start-up {startup * 1000:.0f} ms; bare loop {per_page * 1000:.1f} ms/page")
+    print(f"  IPC round trip {ipc * 1e6:.0f} us/page (median, empty body); bodies travel in the ratio above")
+    assert rate["timed"] > 0

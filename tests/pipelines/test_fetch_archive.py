@@ -1,0 +1,114 @@
+"""`webtext fetch --from-warc` on real archives, `webtext extract` on what it indexes, and the demo chain."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from corpus.warc import read_response
+from pipelines.cli import main
+from pipelines.outputs import read_table
+from tests.conftest import submission, write_dump
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "warc"
+CC = FIXTURES / "resiliparse_warcfile.warc.gz"  # a real Common Crawl excerpt
+
+
+def stats(out: Path, directory: str) -> dict:
+    return json.loads((out / directory / "stats.json").read_text())
+
+
+def links_run(tmp_path: Path, urls: list[str]) -> Path:
+    dump = write_dump(tmp_path / "RS_test.jsonl", [submission(f"s{i}", url) for i, url in enumerate(urls)])
+    out = tmp_path / "work"
+    assert main(["links", "--dumps", str(dump), "--out", str(out)]) == 0
+    return out
+
+
+def test_from_warc_keeps_the_linked_responses(tmp_path):
+    urls = [
+        "http://003338.cn/l41/481397.html",
+        "http://01spb.ru/company/",  # canonical form drops the trailing slash, the archive has it
+        "http://example.com/",  # in the warcio example, a second archive
+        "http://example.org/never-archived",
+    ]
+    out = links_run(tmp_path, urls)
+    argv = [
+        "fetch",
+        "--links",
+        str(out),
+        "--out",
+        str(out),
+        "--from-warc",
+        str(CC),
+        "--from-warc",
+        str(FIXTURES / "warcio_example.warc.gz"),
+    ]
+    assert main(argv) == 0
+    index = {row["url"]: row for row in read_table(str(out / "fetch" / "index-*.parquet")).to_pylist()}
+    assert len(index) == 4  # one row per link, exactly
+    assert index["http://example.org/never-archived"]["outcome"] == "not_in_archive"
+    ok = [row for row in index.values() if row["outcome"] == "ok"]
+    assert len(ok) == 3 and all(row["karma"] == 5 and row["submission_ids"] for row in ok)
+    for row in ok:  # the row points at the record in the source archive
+        data = Path(row["warc_file"]).read_bytes()[row["offset"] : row["offset"] + row["length"]]
+        assert read_response(data, row["warc_file"], row["offset"]).url == row["final_url"]
+    assert index["http://01spb.ru/company"]["content_type"] == "text/html; charset=windows-1251"
+    fetch_stats = stats(out, "fetch")
+    assert (fetch_stats["in"], fetch_stats["out"], fetch_stats["dropped"]) == (4, 3, {"not_in_archive": 1})
+    ledger = read_table(str(out / "ledger" / "fetch-*.parquet")).to_pylist()
+    assert [(r["id"], r["reason"]) for r in ledger] == [
+        ("http://example.org/never-archived", "not_in_archive")
+    ]
+
+    assert main(["extract", "--fetch", str(out), "--out", str(out)]) == 0
+    extract_stats = stats(out, "docs")
+    assert extract_stats["in"] == 3 and extract_stats["in"] == extract_stats["out"] + sum(
+        extract_stats["dropped"].values()
+    )
+
+
+def test_a_truncated_archive_fails_with_one_line(tmp_path, capsys):
+    out = links_run(tmp_path, ["http://www.houstonpress.com/music/a"])
+    argv = [
+        "fetch",
+        "--links",
+        str(out),
+        "--out",
+        str(out),
+        "--from-warc",
+        str(FIXTURES / "resiliparse_clipped.warc.gz"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err.startswith("webtext fetch: error: ")
+        and "resiliparse_clipped.warc.gz" in err
+        and "cut short" in err
+    )
+    assert not (out / "fetch").exists() and not (out / ".staging").exists()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_runs_links_fetch_extract(demo):
+    for directory in ("links", "fetch", "docs"):
+        s = stats(demo, directory)
+        assert s["in"] == s["out"] + sum(s["dropped"].values())
+    docs = {row["url"]: row for row in read_table(str(demo / "docs" / "part-*.parquet")).to_pylist()}
+    extract = stats(demo, "docs")
+    assert extract["in"] == 7  # 8 real pages; one is linked with karma 2 only
+    assert len(docs) == extract["out"] >= 5
+    aljazeera = docs[
+        "https://www.aljazeera.com/news/2019/11/service-members-killed-afghanistan-helicopter-crash-191120070028895.html"
+    ]
+    assert (
+        aljazeera["submission_ids"] == ["demo10", "demo11"] and aljazeera["karma"] == 12
+    )  # utm_ variant merged
+    assert "helicopter" in aljazeera["text"].lower() and aljazeera["words"] > 100
+    assert all(row["extractor"].startswith("trafilatura ") and len(row["id"]) == 40 for row in docs.values())

@@ -115,7 +115,7 @@ def _codec(label: str | bytes | None, from_document: bool = False) -> str | None
         return None
     if name in _NOT_PAGE_CODECS:
         return None
-    if from_document and name.startswith("utf-16"):
+    if from_document and name.startswith(("utf-16", "utf-32")):
         return "utf-8"  # a page that can declare itself in ASCII is not UTF-16 (WHATWG prescan rule)
     return _SUPERSETS.get(name, name)
 
@@ -138,7 +138,11 @@ def decode_html(body: bytes, content_type: str | None) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    for guess in detect_encoding(body):
+    try:
+        guesses = detect_encoding(body)
+    except Exception:  # a detector bug must not lose the page
+        guesses = []
+    for guess in guesses:
         name = _codec(guess)
         if name is None:
             continue

@@ -13,12 +13,18 @@ import gzip
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import trafilatura
 
 from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor, decode_html, extract_bytes
+from corpus.fetch_index import INDEX_SCHEMA, index_row
+from corpus.warc import WarcFileWriter
+from pipelines.extract import ExtractOptions, run_extract
+from pipelines.outputs import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "html_extraction"
@@ -89,3 +95,96 @@ def test_timed_extractor_throughput_against_bare_loop():
     print(f"  child start-up {startup * 1000:.0f} ms; bare loop {per_page * 1000:.1f} ms/page")
     print(f"  IPC round trip {ipc * 1e6:.0f} us/page (median, empty body); bodies travel in the ratio above")
     assert rate["timed"] > 0
+
+
+def write_indexed_pages(work: Path, pages: list[bytes]) -> str:
+    """The pages as response records of one WARC, and an index of ok rows pointing at them."""
+    (work / "fetch").mkdir(parents=True)
+    rows = []
+    with open(work / "fetch" / "bench.warc.gz", "wb") as handle:
+        writer = WarcFileWriter(handle)
+        for i, body in enumerate(pages):
+            url = f"https://example.org/article/{i}"
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+            offset, length = writer.write_exchange(
+                url, "192.0.2.1", "2026-11-22T00:00:00Z", b"GET / HTTP/1.1\r\n\r\n", head + body
+            )
+            link = {
+                "url": url,
+                "domain": "example.org",
+                "karma": 3,
+                "submission_ids": [str(i)],
+                "subreddits": ["bench"],
+                "first_created_utc": 0,
+            }
+            rows.append(
+                index_row(
+                    link,
+                    "ok",
+                    status=200,
+                    content_type="text/html",
+                    size=len(body),
+                    warc_file="fetch/bench.warc.gz",
+                    offset=offset,
+                    length=length,
+                )
+            )
+    write_table(str(work / "fetch" / "index-00000-of-00001.parquet"), rows, INDEX_SCHEMA)
+    return str(work / "fetch" / "index-*.parquet")
+
+
+BARE_LOOP = """
+import logging, os, sys, time
+logging.disable(logging.WARNING)
+sys.path.insert(0, {root!r})
+from corpus.extract import ExtractConfig, extract_bytes
+from tests.benchmarks.test_bench_extract import load_pages
+pages = load_pages()[1] * {repeat}
+config = ExtractConfig()
+started = time.perf_counter()
+for body in pages:
+    extract_bytes(body, "text/html", "https://example.org/article", config)
+print(time.perf_counter() - started)
+"""
+
+
+def bare_loop_seconds(repeat: int) -> float:
+    """The bare loop in a fresh interpreter: cold caches, like the stage's extraction process."""
+    code = BARE_LOOP.format(root=str(ROOT), repeat=repeat)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def test_extract_stage_throughput_against_bare_loop(tmp_path):
+    logging.disable(logging.WARNING)
+    source, pages = load_pages()
+    repeat = int(os.environ.get("BENCH_EXTRACT_STAGE_REPEAT", "5"))
+    pages = pages * repeat
+    config = ExtractConfig()
+    index = write_indexed_pages(tmp_path / "work", pages)
+    bare = bare_loop_seconds(repeat)
+    one = timed_call(
+        lambda: run_extract(ExtractOptions(index, str(tmp_path / "work"), config), str(tmp_path / "one"), [])
+    )
+    multi = [
+        "--direct_num_workers=2",
+        "--direct_running_mode=multi_processing",
+        "--default_sdk_harness_log_level=WARNING",
+    ]
+    two = timed_call(
+        lambda: run_extract(
+            ExtractOptions(index, str(tmp_path / "work"), config, num_shards=2), str(tmp_path / "two"), multi
+        )
+    )
+    rate = {name: len(pages) / s for name, s in (("bare", bare), ("one", one), ("two", two))}
+    print(f"\nextract stage, {len(pages)} pages from {source} (each page {repeat}x), {os.cpu_count()} cores")
+    print(f"  bare loop, extract_bytes, fresh process   {rate['bare']:7.1f} pages/s")
+    print(
+        f"  extract stage, 1 worker (in-process)     {rate['one']:7.1f} pages/s   "
+        f"ratio {rate['one'] / rate['bare']:.2f}x"
+    )
+    print(
+        f"  extract stage, 2 workers                 {rate['two']:7.1f} pages/s   "
+        f"per worker {rate['two'] / 2 / rate['bare']:.2f}x, speed-up {rate['two'] / rate['one']:.2f}x"
+    )
+    assert rate["one"] > 0

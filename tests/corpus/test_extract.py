@@ -286,7 +286,7 @@ def test_a_child_that_dies_mid_page_is_an_error_and_is_replaced():
     body, url, _ = page("359fee22")
     with TimedExtractor(ExtractConfig(timeout_seconds=60)) as extractor:
         extractor.extract(body, UTF8, url)
-        killer = threading.Timer(0.5, extractor._process.kill)
+        killer = threading.Timer(0.3, extractor._process.kill)
         killer.start()
         result = extractor.extract(slow_page(), "text/html", "https://example.org/slow")
         killer.join()

@@ -209,8 +209,14 @@ def finish_index(rows, output: StageOutput, num_shards: int, config: dict):
         )
         | "WriteLedger" >> WriteLedger(output, num_shards)
     )
-    counts = rows | "Counts" >> beam.Map(lambda row: Counter({"in": 1, "out": int(row["outcome"] == "ok")}))
+    counts = rows | "Counts" >> beam.Map(count_outcome)
     return (counts, dropped) | "Stats" >> WriteStats(output, config)
+
+
+def count_outcome(row: dict) -> Counter:
+    """Beam counter `fetch:<outcome>` for monitoring, and the row's share of the stats."""
+    Metrics.counter(STAGE, row["outcome"]).inc()
+    return Counter({"in": 1, "out": int(row["outcome"] == "ok")})
 
 
 def _describe(opts: FetchOptions) -> dict:

@@ -64,13 +64,17 @@ def write_table(path: str, rows: list[dict[str, Any]] | pa.Table, schema: pa.Sch
         pq.write_table(table, handle, compression="zstd", row_group_size=100_000)
 
 
-def read_table(pattern: str) -> pa.Table:
-    """All Parquet files matching `pattern`, concatenated in path order (for summaries and tests)."""
+def read_table(pattern: str, columns: list[str] | None = None) -> pa.Table:
+    """All Parquet files matching `pattern`, concatenated in path order (for summaries and tests).
+
+    Read with ParquetFile, synchronously: pq.read_table on a Python file object goes through the dataset
+    scanner, whose background thread can release the file after interpreter shutdown began and abort it.
+    """
     paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     tables = []
     for path in paths:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            tables.append(pq.read_table(handle))
+            tables.append(pq.ParquetFile(handle).read(columns=columns))
     return pa.concat_tables(tables) if tables else pa.table({})
 
 

@@ -29,7 +29,7 @@ def column_counts(table, name: str) -> Counter:
 
 def links_summary(out_dir: str, top: int = 10) -> str:
     stats = read_stats(out_dir, "links")
-    links = read_table(FileSystems.join(out_dir, "links", "part-*.parquet"))
+    links = read_table(FileSystems.join(out_dir, "links", "part-*.parquet"), ["domain"])
     domains = column_counts(links, "domain")
     return "\n".join(
         [
@@ -46,7 +46,7 @@ def links_summary(out_dir: str, top: int = 10) -> str:
 
 def fetch_summary(out_dir: str) -> str:
     stats = read_stats(out_dir, "fetch")
-    index = read_table(FileSystems.join(out_dir, "fetch", "index-*.parquet"))
+    index = read_table(FileSystems.join(out_dir, "fetch", "index-*.parquet"), ["outcome"])
     return "\n".join(
         [
             f"fetch: {stats.items_in} links, {stats.items_out} pages ok",
@@ -59,8 +59,8 @@ def fetch_summary(out_dir: str) -> str:
 
 def extract_summary(out_dir: str, top: int = 5) -> str:
     stats = read_stats(out_dir, "docs")
-    docs = read_table(FileSystems.join(out_dir, "docs", "part-*.parquet"))
-    rows = docs.select(["words", "title", "domain"]).to_pylist() if docs.num_rows else []
+    docs = read_table(FileSystems.join(out_dir, "docs", "part-*.parquet"), ["words", "title", "domain"])
+    rows = docs.to_pylist()
     longest = sorted(rows, key=lambda r: -r["words"])[:top]
     words = sum(r["words"] for r in rows)
     return "\n".join(

@@ -25,6 +25,10 @@ def links_run(tmp_path: Path, urls: list[str]) -> Path:
     return out
 
 
+def from_warc(out: Path, *archives: Path) -> int:
+    return main(["fetch", "--links", str(out), "--out", str(out), *(f"--from-warc={a}" for a in archives)])
+
+
 def test_from_warc_keeps_the_linked_responses(tmp_path):
     urls = [
         "http://003338.cn/l41/481397.html",
@@ -33,18 +37,7 @@ def test_from_warc_keeps_the_linked_responses(tmp_path):
         "http://example.org/never-archived",
     ]
     out = links_run(tmp_path, urls)
-    argv = [
-        "fetch",
-        "--links",
-        str(out),
-        "--out",
-        str(out),
-        "--from-warc",
-        str(CC),
-        "--from-warc",
-        str(FIXTURES / "warcio_example.warc.gz"),
-    ]
-    assert main(argv) == 0
+    assert from_warc(out, CC, FIXTURES / "warcio_example.warc.gz") == 0
     index = {row["url"]: row for row in read_table(str(out / "fetch" / "index-*.parquet")).to_pylist()}
     assert len(index) == 4  # one row per link, exactly
     assert index["http://example.org/never-archived"]["outcome"] == "not_in_archive"
@@ -70,16 +63,7 @@ def test_from_warc_keeps_the_linked_responses(tmp_path):
 
 def test_a_truncated_archive_fails_with_one_line(tmp_path, capsys):
     out = links_run(tmp_path, ["http://www.houstonpress.com/music/a"])
-    argv = [
-        "fetch",
-        "--links",
-        str(out),
-        "--out",
-        str(out),
-        "--from-warc",
-        str(FIXTURES / "resiliparse_clipped.warc.gz"),
-    ]
-    assert main(argv) == 2
+    assert from_warc(out, FIXTURES / "resiliparse_clipped.warc.gz") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert (
         err.startswith("webtext fetch: error: ")

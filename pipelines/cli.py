@@ -327,6 +327,134 @@ def run_extract_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def add_dedup_parser(sub) -> None:
+    p = sub.add_parser(
+        "dedup", allow_abbrev=False, help="documents -> exact and near duplicates removed (Beam)"
+    )
+    p.add_argument(
+        "--docs", required=True, metavar="DIR", help="work directory (or its docs/) of an extract run"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/dedup, DIR/ledger")
+    p.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity of near duplicates")
+    p.add_argument("--num-perm", type=_positive_int, default=128, help="MinHash permutations")
+    p.add_argument("--shingle", type=_positive_int, default=5, help="words per shingle")
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=10,
+        help="connected-components rounds (each halves the longest chain left)",
+    )
+    p.add_argument("--num-shards", type=_positive_int, help="docs files (default: one per 100,000 documents)")
+    p.set_defaults(handler=run_dedup_command)
+
+
+def _docs_table(path: str, stage: str, folders: tuple[str, ...]) -> tuple[str, int]:
+    """(glob, row count) of the documents a stage reads; one clear error when there are none."""
+    from pipelines.filter import resolve_docs
+    from pipelines.links import match_dumps
+    from pipelines.outputs import parquet_rows
+
+    pattern = resolve_docs(path, folders)
+    if not match_dumps(pattern):
+        raise InputError(
+            f"{path}: no documents ({'/ or '.join(folders)}/part-*.parquet); run the earlier stages first"
+        )
+    return pattern, parquet_rows(pattern)
+
+
+def run_dedup_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from corpus.minhash import MinHashConfig
+    from pipelines.dedup import DedupOptions, run_dedup
+    from pipelines.outputs import shards_for_rows
+    from pipelines.summary import dedup_summary
+
+    if not 0 < args.threshold <= 1:
+        raise InputError(f"--threshold must be in (0, 1], got {args.threshold}")
+    docs, count = _docs_table(args.docs, "dedup", ("docs",))
+    config = MinHashConfig(num_perm=args.num_perm, shingle=args.shingle, threshold=args.threshold)
+    options = DedupOptions(docs, config, args.rounds, args.num_shards or shards_for_rows(count, 100_000))
+    started = time.monotonic()
+    log.info("dedup: %s -> %s", docs, args.out)
+    run_dedup(options, args.out, beam_args)
+    print(dedup_summary(args.out))
+    print(f"dedup: done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def add_filter_parser(sub) -> None:
+    from corpus.quality import QualityConfig
+
+    d = QualityConfig()
+    p = sub.add_parser(
+        "filter", allow_abbrev=False, help="documents -> Wikipedia and low quality removed (Beam)"
+    )
+    p.add_argument(
+        "--docs",
+        required=True,
+        metavar="DIR",
+        help="work directory: its dedup/ output when present, else docs/",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="work directory; writes DIR/filter, DIR/ledger"
+    )
+    p.add_argument(
+        "--wikipedia-reference",
+        metavar="PATH",
+        help="text of Wikipedia articles: also drop documents whose 8-grams overlap it",
+    )
+    p.add_argument(
+        "--wikipedia-overlap",
+        type=float,
+        default=0.5,
+        help="share of a document's 8-grams found in the reference above which it is dropped",
+    )
+    p.add_argument("--wikipedia-domains", metavar="PATH", help="replace the packaged Wikipedia host list")
+    for name in d.__dataclass_fields__:
+        value = getattr(d, name)
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(value),
+            default=value,
+            help=f"quality rule (default {value}; see README)",
+        )
+    p.add_argument("--num-shards", type=_positive_int, help="docs files (default: one per 100,000 documents)")
+    p.set_defaults(handler=run_filter_command)
+
+
+def run_filter_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from corpus.link_rules import read_list
+    from corpus.quality import QualityConfig
+    from corpus.wikipedia import WikipediaReference
+    from pipelines.filter import FilterOptions, run_filter
+    from pipelines.outputs import shards_for_rows
+    from pipelines.summary import filter_summary
+
+    docs, count = _docs_table(args.docs, "filter", ("dedup", "docs"))
+    quality = QualityConfig(**{name: getattr(args, name) for name in QualityConfig.__dataclass_fields__})
+    reference = None
+    if args.wikipedia_reference:
+        try:
+            reference = WikipediaReference.from_file(args.wikipedia_reference)
+        except OSError as err:
+            raise InputError(
+                f"{args.wikipedia_reference}: cannot read the Wikipedia reference ({err.strerror})"
+            ) from None
+    options = FilterOptions(
+        docs,
+        quality,
+        reference,
+        wikipedia_overlap=args.wikipedia_overlap,
+        wikipedia_domains=read_list(args.wikipedia_domains) if args.wikipedia_domains else None,
+        num_shards=args.num_shards or shards_for_rows(count, 100_000),
+    )
+    started = time.monotonic()
+    log.info("filter: %d documents from %s -> %s", count, docs, args.out)
+    run_filter(options, args.out, beam_args)
+    print(filter_summary(args.out))
+    print(f"filter: done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", allow_abbrev=False, help="run the chain built so far on the embedded sample")
     p.add_argument("--out", default="build/demo", metavar="DIR")
@@ -334,14 +462,16 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """links -> fetch (from the sample's WARC: no network) -> extract, on the embedded sample."""
+    """links -> fetch (from the sample's WARC: no network) -> extract -> dedup -> filter, on the sample."""
     sample = resources.files("corpus") / "sample"
     steps = [
         ["links", "--dumps", f"{sample}/reddit/*", "--out", args.out],
         ["fetch", "--links", args.out, "--from-warc", f"{sample}/warc/*.warc.gz", "--out", args.out],
         ["extract", "--fetch", args.out, "--out", args.out],
+        ["dedup", "--docs", args.out, "--out", args.out],
+        ["filter", "--docs", args.out, "--out", args.out],
     ]
-    print(f"demo: links -> fetch (from the sample WARC) -> extract on the embedded sample ({sample})\n")
+    print(f"demo: links -> fetch (from the sample WARC) -> extract -> dedup -> filter on {sample}\n")
     for step in steps:
         step_args = build_parser().parse_args(step)
         code = step_args.handler(step_args, beam_args)
@@ -355,7 +485,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webtext", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_links_parser, add_reddit_parser, add_fetch_parser, add_extract_parser, add_demo_parser):
+    adders = (
+        add_links_parser,
+        add_reddit_parser,
+        add_fetch_parser,
+        add_extract_parser,
+        add_dedup_parser,
+        add_filter_parser,
+        add_demo_parser,
+    )
+    for add in adders:
         add(sub)
     return parser
 

@@ -72,3 +72,40 @@ def extract_summary(out_dir: str, top: int = 5) -> str:
             f"  outputs: {out_dir}/docs/part-*.parquet, {out_dir}/ledger/extract-*.parquet, stats.json",
         ]
     )
+
+
+def dedup_summary(out_dir: str, top: int = 5) -> str:
+    stats = read_stats(out_dir, "dedup")
+    clusters = read_table(FileSystems.join(out_dir, "dedup", "clusters-*.parquet"))
+    docs = read_table(FileSystems.join(out_dir, "docs", "part-*.parquet"), ["id", "url"])
+    url = (
+        dict(zip(docs.column("id").to_pylist(), docs.column("url").to_pylist(), strict=True)) if docs else {}
+    )
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in clusters.to_pylist() if clusters.num_rows else []:
+        if not row["reason"].endswith("_kept"):
+            groups.setdefault((row["reason"], row["kept_id"]), []).append(row["id"])
+    lines = [f"dedup: {stats.items_in} documents, {stats.items_out} kept; {len(groups)} duplicate clusters:"]
+    for (reason, kept), dropped in sorted(groups.items())[:top]:
+        lines.append(f"    {reason}: kept {url.get(kept, kept)}")
+        lines += [f"        dropped {url.get(d, d)}" for d in sorted(dropped)]
+    return "\n".join(
+        [
+            *lines,
+            "  dropped by reason:",
+            *by_count(stats.dropped),
+            f"  outputs: {out_dir}/dedup/part-*.parquet and clusters-*.parquet, ledger/dedup-*.parquet",
+        ]
+    )
+
+
+def filter_summary(out_dir: str) -> str:
+    stats = read_stats(out_dir, "filter")
+    return "\n".join(
+        [
+            f"filter: {stats.items_in} documents, {stats.items_out} kept",
+            "  dropped by reason:",
+            *by_count(stats.dropped),
+            f"  outputs: {out_dir}/filter/part-*.parquet, {out_dir}/ledger/filter-*.parquet, stats.json",
+        ]
+    )

@@ -80,13 +80,13 @@ def demo(tmp_path_factory) -> Path:
     return out
 
 
-def test_demo_runs_links_fetch_extract(demo):
-    for directory in ("links", "fetch", "docs"):
+def test_demo_runs_links_fetch_extract_dedup_filter(demo):
+    for directory in ("links", "fetch", "docs", "dedup", "filter"):
         s = stats(demo, directory)
         assert s["in"] == s["out"] + sum(s["dropped"].values())
     docs = {row["url"]: row for row in read_table(str(demo / "docs" / "part-*.parquet")).to_pylist()}
     extract = stats(demo, "docs")
-    assert extract["in"] == 7  # 8 real pages; one is linked with karma 2 only
+    assert extract["in"] == 9  # 8 real pages (one linked with karma 2 only) and 2 constructed copies
     assert len(docs) == extract["out"] >= 5
     aljazeera = docs[
         "https://www.aljazeera.com/news/2019/11/service-members-killed-afghanistan-helicopter-crash-191120070028895.html"
@@ -96,3 +96,18 @@ def test_demo_runs_links_fetch_extract(demo):
     )  # utm_ variant merged
     assert "helicopter" in aljazeera["text"].lower() and aljazeera["words"] > 100
     assert all(row["extractor"].startswith("trafilatura ") and len(row["id"]) == 40 for row in docs.values())
+
+
+def test_demo_dedup_finds_the_constructed_copies(demo):
+    ledger = read_table(str(demo / "ledger" / "dedup-*.parquet")).to_pylist()
+    docs = {row["id"]: row["url"] for row in read_table(str(demo / "docs" / "part-*.parquet")).to_pylist()}
+    dropped = {docs[row["id"]]: (row["reason"], docs[row["detail"]]) for row in ledger}
+    helicopter = (
+        "www.aljazeera.com/news/2019/11/service-members-killed-afghanistan-helicopter-crash-"
+        "191120070028895.html"
+    )
+    wework = "venturebeat.com/2019/11/18/new-york-state-attorney-general-investigating-wework-and-former-ceo"
+    assert dropped == {
+        f"http://{helicopter}": ("exact_duplicate", f"https://{helicopter}"),  # karma 3 vs 12
+        f"https://{wework}/amp": ("near_duplicate", f"https://{wework}"),  # one paragraph less, karma 5 vs 18
+    }

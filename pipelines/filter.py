@@ -1,0 +1,108 @@
+"""The filter stage: documents -> `filter/part-*.parquet`, dropping Wikipedia and low-quality text.
+
+    docs -> FilterDocs: Wikipedia host of the URL or final URL (defence in depth after the links stage),
+      optional 8-gram overlap with a Wikipedia reference (mirrors and copies), quality rules
+      -> kept docs (sorted shards); every drop -> ledger (reason per rule)
+
+The reference's 8-gram hashes travel to the workers with the DoFn (~8 bytes per distinct 8-gram); a
+reference the size of all of Wikipedia needs the Bloom filter of the ngrams stage instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from corpus.docs import DOCS_SCHEMA
+from corpus.quality import QualityConfig, quality_drop
+from corpus.wikipedia import WIKIPEDIA, WikipediaReference, wikipedia_copy, wikipedia_host
+from pipelines.accounting import WriteLedger, WriteStats
+from pipelines.fetch import read_parquet
+from pipelines.outputs import StageOutput, WriteSortedShards, run_stage, stable_shard
+
+STAGE = "filter"
+LEDGER = "ledger"
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    docs: str  # glob of the docs table to filter
+    quality: QualityConfig
+    reference: WikipediaReference | None = None
+    wikipedia_overlap: float = 0.5
+    wikipedia_domains: frozenset[str] | None = None  # None: the packaged list
+    num_shards: int = 1
+
+
+def resolve_docs(path: str, folders: tuple[str, ...] = ("dedup", "docs")) -> str:
+    """The docs table `--docs` names: a work directory's first folder of `folders` that holds part files
+    (dedup/ output wins over docs/ for the filter stage), or a folder of part files itself."""
+    for folder in [FileSystems.join(path, f) for f in folders] + [path]:
+        pattern = FileSystems.join(folder, "part-*.parquet")
+        if FileSystems.match([pattern])[0].metadata_list:
+            return pattern
+    return FileSystems.join(path, folders[-1], "part-*.parquet")
+
+
+def why_dropped(row: dict, opts: FilterOptions) -> tuple[str, str] | None:
+    """The first rule a document fails, as (reason, detail), or None to keep it."""
+    if host := wikipedia_host(row["url"], row["final_url"], opts.wikipedia_domains):
+        return WIKIPEDIA, host
+    if opts.reference is not None and (
+        copy := wikipedia_copy(row["text"], opts.reference, opts.wikipedia_overlap)
+    ):
+        return copy
+    return quality_drop(row["text"], opts.quality)
+
+
+class FilterDocs(beam.DoFn):
+    def __init__(self, options: FilterOptions) -> None:
+        self.options = options
+
+    def process(self, row: dict):
+        dropped = why_dropped(row, self.options)
+        if dropped is None:
+            yield row
+            return
+        reason, detail = dropped
+        Metrics.counter(STAGE, reason).inc()
+        shard = stable_shard(row["id"], self.options.num_shards)
+        yield beam.pvalue.TaggedOutput(
+            LEDGER, (shard, [(row["id"], STAGE, reason, f"{row['url']}: {detail}"[:500])])
+        )
+
+
+class FilterDocuments(beam.PTransform):
+    def __init__(self, options: FilterOptions, output: StageOutput) -> None:
+        super().__init__()
+        self.options, self.output = options, output
+
+    def expand(self, pbegin):
+        opts, n = self.options, self.options.num_shards
+        docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
+        kept = docs | "Filter" >> beam.ParDo(FilterDocs(opts)).with_outputs(LEDGER, main="kept")
+        kept.kept | "WriteDocs" >> WriteSortedShards(
+            self.output.staged(STAGE, "part"), n, DOCS_SCHEMA, lambda row: row["id"]
+        )
+        dropped = kept[LEDGER] | "WriteLedger" >> WriteLedger(self.output, n)
+        counts = (
+            docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
+            kept.kept | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
+        ) | "AllCounts" >> beam.Flatten()
+        config = {
+            "filter": {
+                **{k: getattr(opts.quality, k) for k in opts.quality.__dataclass_fields__},
+                "wikipedia_reference": opts.reference is not None,
+                "wikipedia_overlap": opts.wikipedia_overlap,
+            }
+        }
+        return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
+
+
+def run_filter(options: FilterOptions, out_dir: str, beam_args: list[str]) -> None:
+    output = StageOutput(out_dir, STAGE)
+    run_stage(output, FilterDocuments(options, output), beam_args)

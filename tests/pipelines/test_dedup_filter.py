@@ -1,0 +1,149 @@
+"""`webtext dedup` and `webtext filter` on the DirectRunner: planted near-duplicates of real documents."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from corpus.docs import DOCS_SCHEMA, doc_id
+from corpus.minhash import MinHashConfig, MinHasher
+from corpus.near_duplicates import reference_clusters, reference_pairs
+from pipelines.cli import main
+from pipelines.outputs import read_table, write_table
+from tests.fixtures.near_duplicates import load_gold, plant, shingle_sets, similar_pairs
+
+MULTI = [
+    "--direct_num_workers=2",
+    "--direct_running_mode=multi_processing",
+    "--default_sdk_harness_log_level=WARNING",
+]
+
+
+def doc(url: str, text: str, karma: int = 5, final_url: str | None = None) -> dict:
+    return {
+        "id": doc_id(url),
+        "url": url,
+        "final_url": final_url or url,
+        "domain": url.split("/")[2],
+        "text": text,
+        "title": None,
+        "author": None,
+        "date": None,
+        "sitename": None,
+        "words": len(text.split()),
+        "karma": karma,
+        "submission_ids": ["s"],
+        "subreddits": ["r"],
+        "first_created_utc": 0,
+        "fetched_at": None,
+        "status": 200,
+        "warc_file": None,
+        "content_sha1": hashlib.sha1(text.encode()).hexdigest(),
+        "extractor": "test",
+    }
+
+
+def write_docs(work: Path, rows: list[dict]) -> Path:
+    (work / "docs").mkdir(parents=True)
+    write_table(str(work / "docs" / "part-00000-of-00001.parquet"), rows, DOCS_SCHEMA)
+    return work
+
+
+def digests(out: Path, *patterns: str) -> dict[str, str]:
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for pattern in patterns
+        for p in sorted(out.glob(pattern))
+    }
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    sources = dict(list(load_gold().items())[:6])
+    variants = plant(sources)
+    texts = {**sources, **{v.id: v.text for v in variants}}
+    rows = [doc(f"https://example.org/{name}", text, karma=len(name)) for name, text in sorted(texts.items())]
+    rows.append(doc("https://example.org/copy-of-first", sources[next(iter(sources))], karma=1))  # exact
+    work = write_docs(tmp_path_factory.mktemp("planted"), rows)
+    one, two = work / "one", work / "two"
+    for out, extra in ((one, []), (two, MULTI)):
+        assert main(["dedup", "--docs", str(work), "--out", str(out), "--num-shards", "2", *extra]) == 0
+    truth = similar_pairs(shingle_sets(texts, 5), 0.8)
+    return {"rows": rows, "texts": texts, "truth": truth, "one": one, "two": two}
+
+
+def test_same_kept_set_and_bytes_on_one_and_two_workers(planted):
+    patterns = ("dedup/part-*.parquet", "dedup/clusters-*.parquet", "ledger/dedup-*.parquet")
+    assert digests(planted["one"], *patterns) == digests(planted["two"], *patterns)
+
+
+def test_counts_reconcile_and_the_exact_copy_is_named(planted):
+    out = planted["one"]
+    stats = json.loads((out / "dedup" / "stats.json").read_text())
+    kept = read_table(str(out / "dedup" / "part-*.parquet")).to_pylist()
+    ledger = read_table(str(out / "ledger" / "dedup-*.parquet")).to_pylist()
+    assert stats["in"] == len(planted["rows"]) == stats["out"] + sum(stats["dropped"].values())
+    assert len(kept) == stats["out"] and len(ledger) == sum(stats["dropped"].values())
+    copy = doc_id("https://example.org/copy-of-first")
+    assert [r["reason"] for r in ledger if r["id"] == copy] == ["exact_duplicate"]
+
+
+def test_clusters_equal_the_in_memory_reference(planted):
+    """The Beam stage (LSH buckets as GroupByKey, components inside Beam) removes exactly what the in-memory
+    reference (same signatures and bands, union-find) removes from the exact-duplicate survivors."""
+    config = MinHashConfig()
+    bands, rows = config.bands()
+    ledger = read_table(str(planted["one"] / "ledger" / "dedup-*.parquet")).to_pylist()
+    exact = {r["id"] for r in ledger if r["reason"] == "exact_duplicate"}  # e.g. an edit that changed nothing
+    survivors = {row["id"]: row for row in planted["rows"] if row["id"] not in exact}
+    ids = sorted(survivors)
+    signatures = MinHasher(config).signatures([survivors[i]["text"] for i in ids])
+    edges = reference_pairs(ids, signatures, bands, rows, config.threshold)
+    clusters = reference_clusters({i: survivors[i]["karma"] for i in ids}, edges)
+    expected = {i: kept for i, kept in clusters.items() if kept != i}
+    assert {r["id"]: r["detail"] for r in ledger if r["reason"] == "near_duplicate"} == expected
+    assert len(expected) > 20
+
+
+def test_a_chain_of_similar_documents_is_one_cluster(tmp_path):
+    base = " ".join(f"word{i}" for i in range(400))
+    a = base
+    b = " ".join(f"word{i}" if i % 20 else f"edit{i}" for i in range(400))  # ~0.75.. similar to a
+    c = " ".join(f"word{i}" if i % 20 else f"edit{i}" if i % 40 else f"more{i}" for i in range(400))
+    rows = [
+        doc("https://a.example/1", a, karma=1),
+        doc("https://b.example/2", b, karma=9),
+        doc("https://c.example/3", c, karma=2),
+    ]
+    work = write_docs(tmp_path, rows)
+    assert main(["dedup", "--docs", str(work), "--out", str(work), "--threshold", "0.5"]) == 0
+    clusters = read_table(str(work / "dedup" / "clusters-*.parquet")).to_pylist()
+    kept_ids = {row["kept_id"] for row in clusters}
+    assert kept_ids == {doc_id("https://b.example/2")}  # highest karma keeps the cluster
+    assert len(read_table(str(work / "dedup" / "part-*.parquet"))) == 1
+
+
+def test_filter_drops_wikipedia_and_low_quality_with_reasons(tmp_path):
+    article = next(iter(load_gold().values()))
+    rows = [
+        doc("https://news.example/real", article),
+        doc("https://en.wikipedia.org/wiki/Reddit", article),
+        doc("https://short.example/link", article, final_url="https://de.m.wikipedia.org/wiki/Reddit"),
+        doc("https://tiny.example/x", "too short to be a document"),
+        doc("https://spam.example/x", "\n".join(["buy now buy now cheap pills"] * 60)),
+    ]
+    work = write_docs(tmp_path, rows)
+    assert main(["filter", "--docs", str(work), "--out", str(work)]) == 0
+    kept = read_table(str(work / "filter" / "part-*.parquet")).to_pylist()
+    assert [row["url"] for row in kept] == ["https://news.example/real"]
+    reasons = {
+        row["detail"].split(": ")[0]: row["reason"]
+        for row in read_table(str(work / "ledger" / "filter-*.parquet")).to_pylist()
+    }
+    assert reasons["https://en.wikipedia.org/wiki/Reddit"] == "wikipedia"
+    assert reasons["https://short.example/link"] == "wikipedia"
+    assert reasons["https://tiny.example/x"] == "too_few_words"
+    assert reasons["https://spam.example/x"] == "repeated_lines"
+    stats = json.loads((work / "filter" / "stats.json").read_text())
+    assert stats["in"] == 5 == stats["out"] + sum(stats["dropped"].values())

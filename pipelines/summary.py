@@ -20,7 +20,7 @@ def read_stats(out_dir: str, directory: str) -> StageStats:
 def by_count(counts: Counter | dict, top: int | None = None) -> list[str]:
     """Indented `count  name` lines, largest first."""
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    return [f"    {n:6d}  {name}" for name, n in ranked]
+    return [f"    {n:6d}  {name}" for name, n in ranked] or ["    (none)"]
 
 
 def column_counts(table, name: str) -> Counter:

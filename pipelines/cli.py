@@ -130,11 +130,16 @@ def run_links_command(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise InputError(f"no dump files match {' '.join(args.dumps)}")
     num_shards = args.num_shards or shards_for_input(dumps, DEFAULT_INPUT_BYTES_PER_SHARD)
     options = LinksOptions(dumps, links_config(args), num_shards, args.splits_per_file, args.max_line_bytes)
-    started = time.monotonic()
     log.info("links: %d dump file(s) -> %s", len(dumps), args.out)
-    run_links(options, args.out, beam_args)
-    print(links_summary(args.out))
-    print(f"links: done in {time.monotonic() - started:.1f} s")
+    return run_and_report("links", lambda: run_links(options, args.out, beam_args), links_summary, args.out)
+
+
+def run_and_report(stage: str, run: Callable[[], object], summary: Callable[[str], str], out: str) -> int:
+    """Run a stage, then print its summary and how long it took."""
+    started = time.monotonic()
+    run()
+    print(summary(out))
+    print(f"{stage}: done in {time.monotonic() - started:.1f} s")
     return 0
 
 
@@ -242,14 +247,20 @@ def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not count and not match_dumps(links):
         raise InputError(f"{args.links}: no links table (links/part-*.parquet); run webtext links first")
     num_shards = args.num_shards or shards_for_rows(count, 1_000_000)
-    started = time.monotonic()
     if args.from_warc:
         archives = sorted({path for pattern in args.from_warc for path in match_dumps(pattern)})
         if not archives:
             raise InputError(f"no archives match {' '.join(args.from_warc)}")
         options = ArchiveOptions(links, archives, num_shards=num_shards)
         log.info("fetch: %d links from %d archive(s) -> %s", count, len(archives), args.out)
-        run_fetch(lambda output: FetchFromArchives(options, output), args.out, beam_args, keep=())
+        return run_and_report(
+            "fetch",
+            lambda: run_fetch(
+                lambda output: FetchFromArchives(options, output), args.out, beam_args, keep=()
+            ),
+            fetch_summary,
+            args.out,
+        )
     else:
         config = FetchConfig(
             user_agent=args.user_agent,
@@ -278,10 +289,14 @@ def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             args.out,
             " (resuming)" if options.previous_index else "",
         )
-        run_fetch(lambda output: FetchLinks(options, output), args.out, beam_args, keep=("*.warc.gz",))
-    print(fetch_summary(args.out))
-    print(f"fetch: done in {time.monotonic() - started:.1f} s")
-    return 0
+        return run_and_report(
+            "fetch",
+            lambda: run_fetch(
+                lambda output: FetchLinks(options, output), args.out, beam_args, keep=("*.warc.gz",)
+            ),
+            fetch_summary,
+            args.out,
+        )
 
 
 def add_extract_parser(sub) -> None:
@@ -319,12 +334,10 @@ def run_extract_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     options = ExtractOptions(
         index, work_dir, config, num_shards=args.num_shards or shards_for_rows(count, 100_000)
     )
-    started = time.monotonic()
     log.info("extract: %d index rows -> %s", count, args.out)
-    run_extract(options, args.out, beam_args)
-    print(extract_summary(args.out))
-    print(f"extract: done in {time.monotonic() - started:.1f} s")
-    return 0
+    return run_and_report(
+        "extract", lambda: run_extract(options, args.out, beam_args), extract_summary, args.out
+    )
 
 
 def add_dedup_parser(sub) -> None:
@@ -373,12 +386,8 @@ def run_dedup_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     docs, count = _docs_table(args.docs, "dedup", ("docs",))
     config = MinHashConfig(num_perm=args.num_perm, shingle=args.shingle, threshold=args.threshold)
     options = DedupOptions(docs, config, args.rounds, args.num_shards or shards_for_rows(count, 100_000))
-    started = time.monotonic()
     log.info("dedup: %s -> %s", docs, args.out)
-    run_dedup(options, args.out, beam_args)
-    print(dedup_summary(args.out))
-    print(f"dedup: done in {time.monotonic() - started:.1f} s")
-    return 0
+    return run_and_report("dedup", lambda: run_dedup(options, args.out, beam_args), dedup_summary, args.out)
 
 
 def add_filter_parser(sub) -> None:
@@ -447,12 +456,10 @@ def run_filter_command(args: argparse.Namespace, beam_args: list[str]) -> int:
         wikipedia_domains=read_list(args.wikipedia_domains) if args.wikipedia_domains else None,
         num_shards=args.num_shards or shards_for_rows(count, 100_000),
     )
-    started = time.monotonic()
     log.info("filter: %d documents from %s -> %s", count, docs, args.out)
-    run_filter(options, args.out, beam_args)
-    print(filter_summary(args.out))
-    print(f"filter: done in {time.monotonic() - started:.1f} s")
-    return 0
+    return run_and_report(
+        "filter", lambda: run_filter(options, args.out, beam_args), filter_summary, args.out
+    )
 
 
 def add_demo_parser(sub) -> None:

@@ -6,27 +6,14 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+from corpus.near_duplicates import reference_clusters
 from pipelines.components import ConnectedComponents, NotConverged
 
 
 def reference(edges):
-    parent = {}
-
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    nodes = {n for e in edges for n in e}
-    members = {}
-    for n in nodes:
-        members.setdefault(find(n), []).append(n)
-    return sorted((n, min(group)) for group in members.values() for n in group)
+    """(node, smallest id of its component) from the in-memory union-find (equal karma: smallest id wins)."""
+    nodes = {n for edge in edges for n in edge}
+    return sorted(reference_clusters({n: 0 for n in nodes}, edges).items())
 
 
 def run(edges, rounds=10, args=()):

@@ -462,6 +462,100 @@ def run_filter_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
 
 
+def add_release_parser(sub) -> None:
+    p = sub.add_parser("release", allow_abbrev=False, help="documents -> WebDataset shards + manifest (Beam)")
+    p.add_argument(
+        "--docs",
+        required=True,
+        metavar="DIR",
+        help="work directory: its filter/ output when present, else dedup/, else docs/",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/release")
+    p.add_argument(
+        "--tokenizer",
+        default="train:50257",
+        metavar="SPEC",
+        help="train:VOCAB (byte-level BPE trained on the train split) or gpt2:DIR (encoder.json + vocab.bpe)",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.005, help="share of documents in the val split")
+    p.add_argument("--shard-bytes", type=_positive_int, default=256 * 10**6, help="target shard size")
+    p.add_argument("--shard-docs", type=_positive_int, help="documents per shard (instead of --shard-bytes)")
+    p.set_defaults(handler=run_release_command)
+
+
+def run_release_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from corpus.tokenizer import gpt2_tokenizer, parse_spec, train_tokenizer
+    from pipelines.release import ReleaseOptions, run_release, split_of, stage_stats, train_texts
+    from pipelines.summary import release_summary
+
+    docs, count = _docs_table(args.docs, "release", ("filter", "dedup", "docs"))
+    if not 0 <= args.val_fraction < 1:
+        raise InputError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    try:
+        kind, value = parse_spec(args.tokenizer)
+    except ValueError as err:
+        raise InputError(f"--tokenizer: {err}") from None
+    if kind == "gpt2":
+        try:
+            tokenizer = gpt2_tokenizer(str(value))
+        except OSError as err:
+            raise InputError(f"{value}: cannot read GPT-2's encoder.json and vocab.bpe ({err})") from None
+    else:
+        log.info("release: training a byte-level BPE of %s tokens on the train split", value)
+        tokenizer = train_tokenizer(
+            train_texts(docs, lambda i: split_of(i, args.val_fraction) == "train"), int(value)
+        )
+    options = ReleaseOptions(
+        docs,
+        tokenizer.to_json(),
+        args.tokenizer,
+        args.val_fraction,
+        args.shard_bytes,
+        args.shard_docs,
+        stage_stats(args.docs),
+    )
+    log.info("release: %d documents from %s -> %s", count, docs, args.out)
+    return run_and_report(
+        "release", lambda: run_release(options, args.out, beam_args), release_summary, args.out
+    )
+
+
+def add_verify_parser(sub) -> None:
+    p = sub.add_parser("verify", allow_abbrev=False, help="check a release: hashes, counts, tar safety")
+    p.add_argument(
+        "release", metavar="DIR", help="a release directory (or the work directory holding release/)"
+    )
+    p.set_defaults(handler=run_verify_command)
+
+
+def run_verify_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import json
+    from pathlib import Path
+
+    from corpus.shards import verify_release
+
+    if beam_args:
+        raise InputError(f"unknown arguments: {' '.join(beam_args)}")
+    directory = Path(args.release)
+    if not (directory / "manifest.json").is_file() and (directory / "release" / "manifest.json").is_file():
+        directory = directory / "release"
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{directory / 'manifest.json'}: cannot read the manifest ({err})") from None
+    problems = verify_release(str(directory), manifest)
+    for problem in problems:
+        print(f"verify: {problem}", file=sys.stderr)
+    shards = [shard for split in manifest["splits"].values() for shard in split]
+    if problems:
+        return 1
+    print(
+        f"verify: ok: {len(shards)} shards, {sum(s['docs'] for s in shards)} documents, "
+        f"{sum(s['tokens'] for s in shards)} tokens match {directory / 'manifest.json'}"
+    )
+    return 0
+
+
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", allow_abbrev=False, help="run the chain built so far on the embedded sample")
     p.add_argument("--out", default="build/demo", metavar="DIR")
@@ -469,7 +563,7 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """links -> fetch (from the sample's WARC: no network) -> extract -> dedup -> filter, on the sample."""
+    """links -> fetch (the sample's WARC, no network) -> extract -> dedup -> filter -> release -> verify."""
     sample = resources.files("corpus") / "sample"
     steps = [
         ["links", "--dumps", f"{sample}/reddit/*", "--out", args.out],
@@ -477,8 +571,20 @@ def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
         ["extract", "--fetch", args.out, "--out", args.out],
         ["dedup", "--docs", args.out, "--out", args.out],
         ["filter", "--docs", args.out, "--out", args.out],
+        [
+            "release",
+            "--docs",
+            args.out,
+            "--out",
+            args.out,
+            "--val-fraction",
+            "0.2",
+            "--tokenizer",
+            "train:2000",
+        ],
+        ["verify", args.out],
     ]
-    print(f"demo: links -> fetch (from the sample WARC) -> extract -> dedup -> filter on {sample}\n")
+    print(f"demo: links -> fetch (the sample WARC) -> extract -> dedup -> filter -> release on {sample}\n")
     for step in steps:
         step_args = build_parser().parse_args(step)
         code = step_args.handler(step_args, beam_args)
@@ -499,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_extract_parser,
         add_dedup_parser,
         add_filter_parser,
+        add_release_parser,
+        add_verify_parser,
         add_demo_parser,
     )
     for add in adders:

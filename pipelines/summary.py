@@ -109,3 +109,21 @@ def filter_summary(out_dir: str) -> str:
             f"  outputs: {out_dir}/filter/part-*.parquet, {out_dir}/ledger/filter-*.parquet, stats.json",
         ]
     )
+
+
+def release_summary(out_dir: str) -> str:
+    import json
+
+    path = FileSystems.join(out_dir, "release", "manifest.json")
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        manifest = json.loads(handle.read().decode("utf-8"))
+    tokenizer = manifest["tokenizer"]
+    lines = [f"release: tokenizer of {tokenizer['vocab_size']} tokens (end of text: {tokenizer['eot_id']})"]
+    for split, shards in sorted(manifest["splits"].items()):
+        docs, tokens = sum(s["docs"] for s in shards), sum(s["tokens"] for s in shards)
+        lines.append(f"    {split:5s} {len(shards):3d} shards {docs:8d} documents {tokens:10d} tokens")
+    lines += [
+        f"  manifest: {path}",
+        f"  datasheet: {FileSystems.join(out_dir, 'release', 'datasheet.md')}",
+    ]
+    return "\n".join(lines)

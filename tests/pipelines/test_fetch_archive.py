@@ -80,8 +80,11 @@ def demo(tmp_path_factory) -> Path:
     return out
 
 
-def test_demo_runs_links_fetch_extract_dedup_filter(demo):
-    for directory in ("links", "fetch", "docs", "dedup", "filter"):
+def test_demo_runs_links_fetch_extract_dedup_filter_release(demo):
+    manifest = json.loads((demo / "release" / "manifest.json").read_text())
+    assert sorted(manifest["stages"]) == ["dedup", "extract", "fetch", "filter", "links"]  # its own history
+    assert (demo / "release" / "datasheet.md").is_file()
+    for directory in ("links", "fetch", "docs", "dedup", "filter", "release"):
         s = stats(demo, directory)
         assert s["in"] == s["out"] + sum(s["dropped"].values())
     docs = {row["url"]: row for row in read_table(str(demo / "docs" / "part-*.parquet")).to_pylist()}

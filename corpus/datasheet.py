@@ -1,0 +1,231 @@
+"""datasheet.md ("Datasheets for Datasets", Gebru et al.) and PNG plots for a release.
+
+Everything is filled from the manifest, the per-stage stats and a small summary of the documents; the same
+inputs give the same markdown bytes (and, with matplotlib's Agg backend and no PNG dates, the same PNGs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
+PLOTS = {
+    "lengths": "doc_lengths.png",
+    "domains": "top_domains.png",
+    "subreddits": "top_subreddits.png",
+    "karma": "karma.png",
+    "drops": "drops_by_stage.png",
+}
+TOP_N = 20
+PNG_METADATA = {"Software": None}
+
+
+def _top(counts: dict[str, int], n: int = TOP_N) -> list[tuple[str, int]]:
+    """The n largest counts, ties broken by name."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def _save(fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def _hist(values: list[float], title: str, xlabel: str, path: str, log: bool = False) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if values:
+        ax.hist(values, bins=50, log=log, color="#4c72b0")
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("documents")
+    _save(fig, path)
+
+
+def _barh(items: list[tuple[str, int]], title: str, xlabel: str, path: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(items) + 1)))
+    if items:
+        labels = [k for k, _ in reversed(items)]
+        ax.barh(range(len(items)), [v for _, v in reversed(items)], color="#55a868")
+        ax.set_yticks(range(len(items)), labels, fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    _save(fig, path)
+
+
+def drops(stats: dict[str, dict]) -> list[tuple[str, int]]:
+    """``stage:reason`` -> count for every drop, in stage then reason order."""
+    out = []
+    for stage, s in sorted(stats.items()):
+        for reason, n in sorted((s.get("dropped") or {}).items()):
+            out.append((f"{stage}:{reason}", int(n)))
+    return out
+
+
+def write_plots(directory: str, stats: dict[str, dict], docs_summary: dict) -> list[str]:
+    """Write the five PNG plots into ``directory``; return their file names."""
+    j = lambda name: os.path.join(directory, PLOTS[name])  # noqa: E731
+    _hist(list(docs_summary.get("lengths", [])), "Document length", "tokens per document", j("lengths"))
+    domains = _top(dict(docs_summary.get("domains", {})))
+    _barh(domains, f"Top {TOP_N} domains", "documents", j("domains"))
+    subreddits = _top(dict(docs_summary.get("subreddits", {})))
+    _barh(subreddits, f"Top {TOP_N} subreddits", "documents", j("subreddits"))
+    _hist(list(docs_summary.get("karma", [])), "Reddit karma per document", "karma", j("karma"), log=True)
+    _barh(drops(stats), "Drops by stage and reason", "documents dropped", j("drops"))
+    return [PLOTS[k] for k in PLOTS]
+
+
+def _n(x: object) -> str:
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> list[str]:
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_n(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _split_rows(manifest: dict) -> list[tuple[str, int, int, int, int]]:
+    rows = []
+    for split, shards in sorted((manifest.get("splits") or {}).items()):
+        rows.append(
+            (
+                split,
+                len(shards),
+                sum(int(s.get("docs", 0)) for s in shards),
+                sum(int(s.get("tokens", 0)) for s in shards),
+                sum(int(s.get("bytes", 0)) for s in shards),
+            )
+        )
+    return rows
+
+
+def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict) -> str:
+    """The datasheet markdown text (deterministic for the same inputs)."""
+    tok = manifest.get("tokenizer") or {}
+    config = manifest.get("config") or {}
+    splits = _split_rows(manifest)
+    total_docs = sum(r[2] for r in splits)
+    total_tokens = sum(r[3] for r in splits)
+    top_domains = _top(dict(docs_summary.get("domains", {})), 10)
+    top_subs = _top(dict(docs_summary.get("subreddits", {})), 10)
+    lengths = sorted(docs_summary.get("lengths", []))
+    karma = sorted(docs_summary.get("karma", []))
+
+    def median(v: list) -> object:
+        return v[len(v) // 2] if v else "n/a"
+
+    L = ["# Datasheet: WebText-style corpus release", ""]
+    L += [
+        f"Format version {manifest.get('format_version', 'n/a')},"
+        f" created by {manifest.get('created_by', 'n/a')}.",
+        "",
+    ]
+    L += ["## Motivation", ""]
+    L += [
+        "- **Purpose.** A reproducible rebuild of OpenAI's WebText (GPT-2, Radford et al. 2019): web pages",
+        "  linked from Reddit submissions with at least 3 karma, a heuristic signal that people found them",
+        "  interesting, for pretraining and studying GPT-style language models.",
+        "- **Creators and funding.** Whoever ran this pipeline; see `created_by` and the config below.",
+        "",
+    ]
+    L += ["## Composition", ""]
+    L += [
+        f"- **Instances.** {_n(total_docs)} documents (web pages' main text),"
+        f" {_n(total_tokens)} tokens in total.",
+        "  Each sample is `__key__` (document id: SHA-1 of the canonical URL), `txt` (UTF-8 text), `json`",
+        "  (metadata: URL, domain, karma, lineage) and `tokens.npy` (token ids, no end-of-text token).",
+        "",
+    ]
+    L += _table(["split", "shards", "docs", "tokens", "bytes"], splits) + [""]
+    L += [
+        f"- **Tokenizer.** vocab size {_n(tok.get('vocab_size', 'n/a'))},"
+        f" end-of-text id {_n(tok.get('eot_id', 'n/a'))},",
+        f"  file `{tok.get('path', 'n/a')}` (sha256 `{tok.get('sha256', 'n/a')}`).",
+        f"- **Document length.** median {_n(median(lengths))} tokens over {_n(len(lengths))} documents"
+        f" (plot: `{PLOTS['lengths']}`).",
+        f"- **Karma.** median {_n(median(karma))} (plot: `{PLOTS['karma']}`).",
+        f"- **Top domains** (plot: `{PLOTS['domains']}`): "
+        + (", ".join(f"{d} ({_n(n)})" for d, n in top_domains) or "n/a")
+        + ".",
+        f"- **Top subreddits** (plot: `{PLOTS['subreddits']}`): "
+        + (", ".join(f"{s} ({_n(n)})" for s, n in top_subs) or "n/a")
+        + ".",
+        "- **Sensitive content.** Web text as found: it may contain offensive material, personal information",
+        "  published on the web, and the biases of Reddit's user base. Wikipedia pages were removed (as in",
+        "  GPT-2) to limit overlap with common evaluation sets.",
+        "",
+    ]
+    L += ["## Collection process", ""]
+    L += [
+        "- Reddit submissions (Pushshift dumps or the Reddit API) give outbound links and their karma; links",
+        "  below the karma threshold, self posts and rejected URLs are dropped (ledger rows, counted below).",
+        "- Pages were fetched politely (robots.txt, rate limits) into WARC files (or read from given ones).",
+        "",
+    ]
+    L += ["## Preprocessing, cleaning, labeling", ""]
+    L += [
+        "Main text was extracted with trafilatura, exact and near duplicates (MinHash LSH) and Wikipedia",
+        "were removed, quality rules applied, then the text was tokenized. Each drop is counted by stage and",
+        f"reason (plot: `{PLOTS['drops']}`); each stage reconciles in = out + dropped.",
+        "",
+    ]
+    stage_rows = []
+    for stage, s in sorted(stats.items()):
+        dropped = s.get("dropped") or {}
+        reasons = ", ".join(f"{r}: {_n(int(n))}" for r, n in sorted(dropped.items())) or "-"
+        stage_rows.append(
+            (stage, s.get("in", "n/a"), s.get("out", "n/a"), sum(map(int, dropped.values())), reasons)
+        )
+    L += _table(["stage", "in", "out", "dropped", "by reason"], stage_rows) + [""]
+    L += [
+        "Configuration of every stage:",
+        "",
+        "```json",
+        json.dumps(config, sort_keys=True, indent=2),
+        "```",
+        "",
+    ]
+    L += ["## Uses", ""]
+    L += [
+        "- **Intended.** Pretraining and research on language models; reproducing GPT-2's data pipeline.",
+        "- **Not intended.** Anything treating the text as factual, representative or consented-to",
+        "  personal data; models trained on it inherit its biases and errors.",
+        "- Evaluation sets should be checked for n-gram overlap with the training split (`ngrams` stage).",
+        "",
+    ]
+    L += ["## Distribution", ""]
+    L += [
+        "- WebDataset tar shards `{split}-NNNNNN.tar`, listed with sha256, bytes, docs and tokens in",
+        "  `manifest.json`; `webtext verify DIR` re-checks them. The copyright of the text stays with its",
+        "  authors; distribute under the terms that apply to the source pages.",
+        "",
+    ]
+    L += ["## Maintenance", ""]
+    L += [
+        "- The release is rebuilt byte-identically from the same inputs and config (see the manifest);",
+        "  a new release gets a new manifest. Report problems through the project's issue tracker.",
+        "",
+    ]
+    return "\n".join(L)
+
+
+def write_datasheet(directory: str, manifest: dict, stats: dict[str, dict], docs_summary: dict) -> list[str]:
+    """Write ``datasheet.md`` and its PNG plots into ``directory``; return the file names written."""
+    os.makedirs(directory, exist_ok=True)
+    names = write_plots(directory, stats, docs_summary)
+    path = os.path.join(directory, "datasheet.md")
+    with open(path + ".tmp", "w", encoding="utf-8", newline="\n") as f:
+        f.write(render_datasheet(manifest, stats, docs_summary))
+    os.replace(path + ".tmp", path)
+    return ["datasheet.md", *names]

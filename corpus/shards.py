@@ -1,0 +1,290 @@
+"""WebDataset tar shards: deterministic writing, reading back, and release verification.
+
+A shard is a plain tar (GNU format) of samples sorted by key; each sample is three regular files in this
+order: ``<key>.txt`` (UTF-8), ``<key>.json`` (sorted compact JSON), ``<key>.tokens.npy`` (``np.save`` of a
+1-D uint16/uint32 array, no EOT inside). Headers carry no time, owner or host detail, so the same samples
+give a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+TAR_FORMAT = tarfile.GNU_FORMAT
+MEMBER_SUFFIXES = ("txt", "json", "tokens.npy")
+KEY_RE = re.compile(r"^[0-9A-Za-z_-]+$")
+MEMBER_RE = re.compile(r"^([0-9A-Za-z_-]+)\.(txt|json|tokens\.npy)$")
+SHARD_RE = re.compile(r"^[a-z]+-\d{6}\.tar$")
+TOKEN_DTYPES = (np.dtype("<u2"), np.dtype("<u4"))
+MAX_PROBLEMS_PER_SHARD = 20
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One document of a shard: ``__key__`` = doc id, text, metadata and token ids."""
+
+    key: str
+    text: str
+    meta: dict
+    tokens: np.ndarray
+
+
+def shard_name(split: str, index: int) -> str:
+    """``{split}-{NNNNNN}.tar``, e.g. ``train-000000.tar``."""
+    if not re.fullmatch(r"[a-z]+", split) or not 0 <= index <= 999_999:
+        raise ValueError(f"bad shard split/index: {split!r} {index}")
+    return f"{split}-{index:06d}.tar"
+
+
+def meta_bytes(meta: dict) -> bytes:
+    """The canonical JSON encoding of a sample's metadata."""
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def tokens_bytes(tokens: np.ndarray) -> bytes:
+    """``np.save`` bytes of a 1-D little-endian uint16/uint32 token array."""
+    arr = np.asarray(tokens)
+    if arr.ndim != 1 or arr.dtype.kind != "u" or arr.dtype.itemsize not in (2, 4):
+        raise ValueError(f"tokens must be a 1-D uint16/uint32 array, got {arr.dtype} ndim={arr.ndim}")
+    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+class _HashingWriter:
+    """A write-only file wrapper that counts and hashes what passes through."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def write_shard(
+    path: str,
+    samples: list[Sample],
+    open_fn: Callable[..., IO[bytes]] = open,
+    rename_fn: Callable[[str, str], Any] = os.replace,
+) -> dict:
+    """Write ``samples`` sorted by key to ``path`` (via ``path + ".tmp"``); return its manifest entry.
+
+    ``open_fn(p, "wb")`` opens the temporary file and ``rename_fn(src, dst)`` publishes it (pass Beam's
+    FileSystems for remote paths). Same samples give a byte-identical file.
+    """
+    ordered = sorted(samples, key=lambda s: s.key)
+    for prev, cur in zip(ordered, ordered[1:], strict=False):
+        if prev.key == cur.key:
+            raise ValueError(f"duplicate sample key {cur.key!r}")
+    for s in ordered:
+        if not KEY_RE.match(s.key):
+            raise ValueError(f"bad sample key {s.key!r}")
+    tmp = path + ".tmp"
+    n_tokens = 0
+    with open_fn(tmp, "wb") as raw:
+        out = _HashingWriter(raw)
+        with tarfile.open(fileobj=out, mode="w", format=TAR_FORMAT) as tar:  # type: ignore[call-overload]
+            for s in ordered:
+                tok = tokens_bytes(s.tokens)
+                n_tokens += int(np.asarray(s.tokens).shape[0])
+                for suffix, data in zip(
+                    MEMBER_SUFFIXES, (s.text.encode("utf-8"), meta_bytes(s.meta), tok), strict=True
+                ):
+                    tar.addfile(_tarinfo(f"{s.key}.{suffix}", len(data)), io.BytesIO(data))
+    rename_fn(tmp, path)
+    return {
+        "path": os.path.basename(path),
+        "sha256": out.sha.hexdigest(),
+        "bytes": out.size,
+        "docs": len(ordered),
+        "tokens": n_tokens,
+    }
+
+
+def load_tokens(data: bytes) -> np.ndarray:
+    """Load a ``tokens.npy`` payload safely (no pickle); raise ValueError unless 1-D uint16/uint32."""
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype not in TOKEN_DTYPES:
+        raise ValueError(f"tokens.npy is not a 1-D uint16/uint32 array ({getattr(arr, 'dtype', type(arr))})")
+    return arr
+
+
+def read_shard(path: str) -> Iterator[Sample]:
+    """Yield the samples of a shard in file order; raise ValueError on a member outside the schema."""
+    parts: dict[str, bytes] = {}
+    key = None
+    with tarfile.open(path, mode="r:") as tar:
+        for member in tar:
+            m = MEMBER_RE.match(member.name)
+            if not member.isreg() or not m:
+                raise ValueError(f"{path}: unexpected member {member.name!r}")
+            if key is not None and m.group(1) != key:
+                yield _sample(path, key, parts)
+                parts = {}
+            key = m.group(1)
+            f = tar.extractfile(member)
+            parts[m.group(2)] = f.read() if f else b""
+    if key is not None:
+        yield _sample(path, key, parts)
+
+
+def _sample(path: str, key: str, parts: dict[str, bytes]) -> Sample:
+    if set(parts) != set(MEMBER_SUFFIXES):
+        raise ValueError(f"{path}: sample {key!r} has members {sorted(parts)}")
+    return Sample(
+        key=key,
+        text=parts["txt"].decode("utf-8"),
+        meta=json.loads(parts["json"]),
+        tokens=load_tokens(parts["tokens.npy"]),
+    )
+
+
+def file_sha256(path: str) -> tuple[str, int]:
+    """(sha256 hex, size in bytes) of a file, read in chunks."""
+    sha, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member is unsafe or outside the schema, or None."""
+    name = member.name
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in name.replace("\\", "/").split("/"):
+        return "path traversal ('..')"
+    if member.issym() or member.islnk():
+        return f"link to {member.linkname!r}"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "device or fifo"
+    if not member.isreg():
+        return f"not a regular file (type {member.type!r})"
+    if not MEMBER_RE.match(name):
+        return "name outside the schema <key>.txt/.json/.tokens.npy"
+    return None
+
+
+def scan_shard(path: str) -> tuple[int, int, list[str]]:
+    """Read a shard without extracting anything: (docs, tokens, problems). Never raises."""
+    problems: list[str] = []
+    members: dict[str, set[str]] = {}
+    n_tokens = 0
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            while (member := tar.next()) is not None:
+                why = _member_problem(member)
+                if why:
+                    problems.append(f"member {member.name!r}: {why}")
+                    continue
+                key, suffix = MEMBER_RE.match(member.name).groups()  # type: ignore[union-attr]
+                if suffix in members.setdefault(key, set()):
+                    problems.append(f"member {member.name!r}: duplicate")
+                members[key].add(suffix)
+                f = tar.extractfile(member)
+                data = f.read() if f else b""
+                if len(data) != member.size:
+                    problems.append(f"member {member.name!r}: truncated data")
+                    continue
+                try:
+                    if suffix == "txt":
+                        data.decode("utf-8")
+                    elif suffix == "json":
+                        json.loads(data)
+                    else:
+                        n_tokens += int(load_tokens(data).shape[0])
+                except Exception as e:  # noqa: BLE001 - any decode failure is a reported problem
+                    problems.append(f"member {member.name!r}: unreadable ({type(e).__name__}: {e})")
+    except Exception as e:  # noqa: BLE001 - a hostile or truncated tar is reported, never raised
+        problems.append(f"unreadable tar ({type(e).__name__}: {e})")
+    for key, got in sorted(members.items()):
+        if got != set(MEMBER_SUFFIXES):
+            problems.append(f"sample {key!r}: has {sorted(got)}, expected {list(MEMBER_SUFFIXES)}")
+    return len(members), n_tokens, problems
+
+
+def _verify_shard(directory: str, entry: Any) -> list[str]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        return [f"manifest: bad shard entry {entry!r}"]
+    name = entry["path"]
+    if not SHARD_RE.match(name):
+        return [f"{name}: shard path not of the form {{split}}-NNNNNN.tar"]
+    full = os.path.join(directory, name)
+    if not os.path.isfile(full):
+        return [f"{name}: missing"]
+    out = []
+    sha, size = file_sha256(full)
+    if size != entry.get("bytes"):
+        out.append(f"{name}: size {size} bytes, manifest says {entry.get('bytes')} (truncated or altered)")
+    if sha != entry.get("sha256"):
+        out.append(f"{name}: sha256 {sha} does not match the manifest (altered or truncated)")
+    docs, tokens, problems = scan_shard(full)
+    if len(problems) > MAX_PROBLEMS_PER_SHARD:
+        extra = len(problems) - MAX_PROBLEMS_PER_SHARD
+        problems = problems[:MAX_PROBLEMS_PER_SHARD] + [f"... and {extra} more problems"]
+    out += [f"{name}: {p}" for p in problems]
+    if docs != entry.get("docs"):
+        out.append(f"{name}: {docs} docs, manifest says {entry.get('docs')}")
+    if tokens != entry.get("tokens"):
+        out.append(f"{name}: {tokens} tokens, manifest says {entry.get('tokens')}")
+    return out
+
+
+def verify_release(directory: str, manifest: dict) -> list[str]:
+    """Check a release directory against its manifest: one line per problem, [] when fine. Never raises."""
+    splits = manifest.get("splits") if isinstance(manifest, dict) else None
+    if not isinstance(splits, dict):
+        return ["manifest: no 'splits' mapping"]
+    problems: list[str] = []
+    listed: set[str] = set()
+    for split, entries in sorted(splits.items()):
+        if not isinstance(entries, list):
+            problems.append(f"manifest: split {split!r} is not a list of shards")
+            continue
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                if entry["path"] in listed:
+                    problems.append(f"{entry['path']}: listed twice in the manifest")
+                listed.add(entry["path"])
+            try:
+                problems += _verify_shard(directory, entry)
+            except Exception as e:  # noqa: BLE001 - e.g. unreadable file: report it
+                problems.append(f"{entry.get('path', entry)}: cannot verify ({type(e).__name__}: {e})")
+    try:
+        present = sorted(os.listdir(directory))
+    except OSError as e:
+        return problems + [f"{directory}: cannot list ({e})"]
+    for name in present:
+        if name.endswith(".tar") and name not in listed:
+            problems.append(f"{name}: shard not listed in the manifest")
+        elif name.endswith(".tar.tmp"):
+            problems.append(f"{name}: leftover temporary shard")
+    return problems

@@ -1,0 +1,258 @@
+"""The release stage: documents -> WebDataset tar shards, tokenizer, manifest.json and datasheet.md.
+
+    docs -> split (stable hash of the id: val never leaks into train) -> BatchElements -> tokenize (workers)
+      -> per split: shard count from the split's total bytes (a side input), shard = stable hash of the id
+      -> GroupByKey (split, shard) -> write_shard (samples sorted by id, fixed tar headers, tmp + rename)
+      -> manifest.json (every shard's sha256/bytes/docs/tokens, the tokenizer, every stage's config and stats)
+      -> datasheet.md + plots
+
+Shards are filled by a hash of the document id, so their sizes vary around the target (`--shard-bytes` or
+`--shard-docs`) and the same inputs give byte-identical shards and manifest whatever the worker count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import version
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from corpus.datasheet import write_datasheet
+from corpus.shards import Sample, shard_name, write_shard
+from corpus.tokenizer import Tokenizer
+from pipelines.accounting import WriteStats
+from pipelines.fetch import read_parquet
+from pipelines.outputs import StageOutput, run_stage, stable_shard
+
+STAGE = "release"
+FORMAT_VERSION = 1
+META_FIELDS = ("url", "domain", "title", "karma", "submission_ids", "subreddits", "first_created_utc", "date")
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    docs: str  # glob of the documents to release
+    tokenizer_json: str  # the tokenizer, as its tokenizer.json text
+    tokenizer_spec: str  # how it was made ("gpt2:DIR" or "train:VOCAB")
+    val_fraction: float = 0.005
+    shard_bytes: int = 256 * 10**6
+    shard_docs: int | None = None
+    stages: dict = field(default_factory=dict)  # {stage: stats.json} of the earlier stages
+
+
+def split_of(doc_id: str, val_fraction: float) -> str:
+    """train or val, from a stable hash of the id: the same document is in the same split in every release."""
+    bucket = int(hashlib.sha256(doc_id.encode()).hexdigest()[:8], 16) / 2**32
+    return "val" if bucket < val_fraction else "train"
+
+
+class Tokenize(beam.DoFn):
+    def __init__(self, tokenizer_json: str) -> None:
+        self.tokenizer_json = tokenizer_json
+
+    def setup(self) -> None:
+        self.tokenizer = Tokenizer.from_json(self.tokenizer_json)
+        self.dtype = self.tokenizer.token_dtype()
+
+    def process(self, rows: list[dict]):
+        for row, ids in zip(rows, self.tokenizer.encode_batch([r["text"] for r in rows]), strict=True):
+            meta = {name: row.get(name) for name in META_FIELDS}
+            yield Sample(row["id"], row["text"], meta, np.asarray(ids, dtype=self.dtype))
+
+
+def sample_bytes(sample: Sample) -> int:
+    return len(sample.text.encode("utf-8")) + sample.tokens.nbytes + 256
+
+
+class WriteShards(beam.DoFn):
+    def __init__(self, output: StageOutput) -> None:
+        self.output = output
+
+    def process(self, element):
+        (split, index), samples = element
+        info = write_shard(
+            self.output.staged(STAGE, shard_name(split, index)),
+            sorted(samples, key=lambda s: s.key),
+            open_fn=_open,
+            rename_fn=lambda src, dst: FileSystems.rename([src], [dst]),
+        )
+        yield split, info
+
+
+def _open(path: str, mode: str = "rb"):
+    if "w" in mode:
+        return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def num_shards(totals: dict, split: str, shard_bytes: int, shard_docs: int | None) -> int:
+    docs, size = totals.get(f"{split}_docs", 0), totals.get(f"{split}_bytes", 0)
+    wanted = -(-docs // shard_docs) if shard_docs else -(-size // shard_bytes)
+    return max(1, wanted)
+
+
+class WriteManifest(beam.DoFn):
+    """All shard infos + summaries -> manifest.json and datasheet.md in the staging area."""
+
+    def __init__(self, options: ReleaseOptions, output: StageOutput) -> None:
+        self.options, self.output = options, output
+
+    def process(self, infos: list, summary: dict):
+        opts = self.options
+        tokenizer = Tokenizer.from_json(opts.tokenizer_json)
+        splits = {
+            split: sorted((i for s, i in infos if s == split), key=lambda i: i["path"])
+            for split in ("train", "val")
+        }
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created_by": f"webtext {version('webtext')}",
+            "config": {stage: stats.get("config", {}) for stage, stats in sorted(opts.stages.items())}
+            | {
+                STAGE: {
+                    "tokenizer": opts.tokenizer_spec,
+                    "val_fraction": opts.val_fraction,
+                    "shard_bytes": opts.shard_bytes,
+                    "shard_docs": opts.shard_docs,
+                }
+            },
+            "tokenizer": {
+                "path": "tokenizer/tokenizer.json",
+                "sha256": hashlib.sha256(opts.tokenizer_json.encode()).hexdigest(),
+                "vocab_size": tokenizer.vocab_size,
+                "eot_id": tokenizer.eot_id,
+            },
+            "splits": splits,
+            "stages": dict(sorted(opts.stages.items())),
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        with FileSystems.create(
+            self.output.staged(STAGE, "manifest.json"), compression_type=CompressionTypes.UNCOMPRESSED
+        ) as handle:
+            handle.write(text.encode("utf-8"))
+        yield manifest
+
+
+def _facts(sample: Sample) -> tuple:
+    """What the datasheet's plots need of one document (small: the text stays on the workers)."""
+    return (
+        int(sample.tokens.size),
+        sample.meta["domain"],
+        tuple(sample.meta["subreddits"] or ()),
+        sample.meta["karma"],
+    )
+
+
+def _summary_of(facts: list[tuple]) -> dict:
+    lengths, domains, subreddits, karma = [], Counter(), Counter(), []
+    for length, domain, subs, points in facts:
+        lengths.append(length)
+        domains[domain] += 1
+        subreddits.update(subs)
+        karma.append(points)
+    return {
+        "lengths": sorted(lengths),
+        "domains": dict(domains),
+        "subreddits": dict(subreddits),
+        "karma": sorted(karma),
+    }
+
+
+def _shard_key(element: tuple[str, Sample], totals: dict, shard_bytes: int, shard_docs: int | None):
+    split, sample = element
+    return (split, stable_shard(sample.key, num_shards(totals, split, shard_bytes, shard_docs))), sample
+
+
+class ReleaseDocs(beam.PTransform):
+    def __init__(self, options: ReleaseOptions, output: StageOutput) -> None:
+        super().__init__()
+        self.options, self.output = options, output
+
+    def expand(self, pbegin):
+        opts = self.options
+        docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
+        samples = (
+            docs
+            | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=512)
+            | "Tokenize" >> beam.ParDo(Tokenize(opts.tokenizer_json))
+        )
+        keyed = samples | "Split" >> beam.Map(lambda s: (split_of(s.key, opts.val_fraction), s))
+        totals = (
+            keyed
+            | "Sizes"
+            >> beam.MapTuple(
+                lambda split, s: Counter({f"{split}_docs": 1, f"{split}_bytes": sample_bytes(s)})
+            )
+            | "Totals" >> beam.CombineGlobally(lambda cs: sum(cs, Counter()))
+        )
+        infos = (
+            keyed
+            | "Shard"
+            >> beam.Map(_shard_key, beam.pvalue.AsSingleton(totals), opts.shard_bytes, opts.shard_docs)
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(WriteShards(self.output))
+        )
+        summary = (
+            samples
+            | "Facts" >> beam.Map(_facts)
+            | "AllFacts" >> beam.combiners.ToList()
+            | "Summarize" >> beam.Map(_summary_of)
+        )
+        manifest = (
+            infos
+            | "AllShards" >> beam.combiners.ToList()
+            | "Manifest" >> beam.ParDo(WriteManifest(opts, self.output), beam.pvalue.AsSingleton(summary))
+        )
+        _ = manifest | "Datasheet" >> beam.Map(
+            lambda m, s: write_datasheet(self.output.staged(STAGE), m, m["stages"], s),
+            beam.pvalue.AsSingleton(summary),
+        )
+        counts = (
+            docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
+            samples | "Out" >> beam.Map(lambda s: Counter({"out": 1, "tokens": int(s.tokens.size)})),
+        ) | "AllCounts" >> beam.Flatten()
+        dropped = pbegin | "NoDrops" >> beam.Create([Counter()])
+        return (counts, dropped) | "Stats" >> WriteStats(
+            self.output, {"release": {"tokenizer": opts.tokenizer_spec}}
+        )
+
+
+def stage_stats(work_dir: str) -> dict[str, dict]:
+    """The stats.json of every earlier stage found in the work directory, keyed by stage name."""
+    stats = {}
+    for directory in ("links", "fetch", "docs", "dedup", "filter"):
+        path = FileSystems.join(work_dir, directory, "stats.json")
+        if FileSystems.exists(path):
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                raw = json.loads(handle.read().decode("utf-8"))
+            stats[raw["stage"]] = raw
+    return stats
+
+
+def train_texts(docs: str, in_train) -> Iterator[str]:
+    """The texts of the train split, streamed from the docs files (for training the tokenizer)."""
+    for metadata in sorted(FileSystems.match([docs])[0].metadata_list, key=lambda m: m.path):
+        with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(columns=["id", "text"], batch_size=1024):
+                for doc_id, text in zip(
+                    batch.column("id").to_pylist(), batch.column("text").to_pylist(), strict=True
+                ):
+                    if in_train(doc_id):
+                        yield text
+
+
+def run_release(options: ReleaseOptions, out_dir: str, beam_args: list[str]) -> None:
+    output = StageOutput(out_dir, STAGE)
+    with FileSystems.create(
+        output.staged(STAGE, "tokenizer", "tokenizer.json"), compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
+        handle.write(options.tokenizer_json.encode("utf-8"))
+    run_stage(output, ReleaseDocs(options, output), beam_args)

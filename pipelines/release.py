@@ -40,7 +40,7 @@ META_FIELDS = ("url", "domain", "title", "karma", "submission_ids", "subreddits"
 @dataclass(frozen=True)
 class ReleaseOptions:
     docs: str  # glob of the documents to release
-    tokenizer_json: str  # the tokenizer, as its tokenizer.json text
+    tokenizer_json: str  # the tokenizer, as its tokenizer.json text (stays in the driver)
     tokenizer_spec: str  # how it was made ("gpt2:DIR" or "train:VOCAB")
     val_fraction: float = 0.005
     shard_bytes: int = 256 * 10**6
@@ -55,11 +55,15 @@ def split_of(doc_id: str, val_fraction: float) -> str:
 
 
 class Tokenize(beam.DoFn):
-    def __init__(self, tokenizer_json: str) -> None:
-        self.tokenizer_json = tokenizer_json
+    """Batches of docs -> Samples. The tokenizer is read from the release's own tokenizer.json in setup():
+    carried inside the DoFn it would be pickled (and bz2-compressed) with every bundle."""
+
+    def __init__(self, tokenizer_path: str) -> None:
+        self.tokenizer_path = tokenizer_path
 
     def setup(self) -> None:
-        self.tokenizer = Tokenizer.from_json(self.tokenizer_json)
+        with FileSystems.open(self.tokenizer_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            self.tokenizer = Tokenizer.from_json(handle.read().decode("utf-8"))
         self.dtype = self.tokenizer.token_dtype()
 
     def process(self, rows: list[dict]):
@@ -102,12 +106,10 @@ def num_shards(totals: dict, split: str, shard_bytes: int, shard_docs: int | Non
 class WriteManifest(beam.DoFn):
     """All shard infos + summaries -> manifest.json and datasheet.md in the staging area."""
 
-    def __init__(self, options: ReleaseOptions, output: StageOutput) -> None:
-        self.options, self.output = options, output
+    def __init__(self, config: dict, tokenizer: dict, stages: dict, output: StageOutput) -> None:
+        self.config, self.tokenizer, self.stages, self.output = config, tokenizer, stages, output
 
     def process(self, infos: list, summary: dict):
-        opts = self.options
-        tokenizer = Tokenizer.from_json(opts.tokenizer_json)
         splits = {
             split: sorted((i for s, i in infos if s == split), key=lambda i: i["path"])
             for split in ("train", "val")
@@ -115,23 +117,11 @@ class WriteManifest(beam.DoFn):
         manifest = {
             "format_version": FORMAT_VERSION,
             "created_by": f"webtext {version('webtext')}",
-            "config": {stage: stats.get("config", {}) for stage, stats in sorted(opts.stages.items())}
-            | {
-                STAGE: {
-                    "tokenizer": opts.tokenizer_spec,
-                    "val_fraction": opts.val_fraction,
-                    "shard_bytes": opts.shard_bytes,
-                    "shard_docs": opts.shard_docs,
-                }
-            },
-            "tokenizer": {
-                "path": "tokenizer/tokenizer.json",
-                "sha256": hashlib.sha256(opts.tokenizer_json.encode()).hexdigest(),
-                "vocab_size": tokenizer.vocab_size,
-                "eot_id": tokenizer.eot_id,
-            },
+            "config": {stage: stats.get("config", {}) for stage, stats in sorted(self.stages.items())}
+            | {STAGE: self.config},
+            "tokenizer": self.tokenizer,
             "splits": splits,
-            "stages": dict(sorted(opts.stages.items())),
+            "stages": dict(sorted(self.stages.items())),
         }
         text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         with FileSystems.create(
@@ -139,6 +129,29 @@ class WriteManifest(beam.DoFn):
         ) as handle:
             handle.write(text.encode("utf-8"))
         yield manifest
+
+
+def release_config(opts: ReleaseOptions) -> dict:
+    return {
+        "tokenizer": opts.tokenizer_spec,
+        "val_fraction": opts.val_fraction,
+        "shard_bytes": opts.shard_bytes,
+        "shard_docs": opts.shard_docs,
+    }
+
+
+def tokenizer_info(opts: ReleaseOptions) -> dict:
+    tokenizer = Tokenizer.from_json(opts.tokenizer_json)
+    return {
+        "path": "tokenizer/tokenizer.json",
+        "sha256": hashlib.sha256(opts.tokenizer_json.encode()).hexdigest(),
+        "vocab_size": tokenizer.vocab_size,
+        "eot_id": tokenizer.eot_id,
+    }
+
+
+def _datasheet(manifest: dict, directory: str, summary: dict) -> list[str]:
+    return write_datasheet(directory, manifest, manifest["stages"], summary)
 
 
 def _facts(sample: Sample) -> tuple:
@@ -182,9 +195,10 @@ class ReleaseDocs(beam.PTransform):
         samples = (
             docs
             | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=512)
-            | "Tokenize" >> beam.ParDo(Tokenize(opts.tokenizer_json))
+            | "Tokenize" >> beam.ParDo(Tokenize(self.output.staged(STAGE, "tokenizer", "tokenizer.json")))
         )
-        keyed = samples | "Split" >> beam.Map(lambda s: (split_of(s.key, opts.val_fraction), s))
+        val_fraction = opts.val_fraction  # lambdas capture only small values: a closure is pickled whole
+        keyed = samples | "Split" >> beam.Map(lambda s: (split_of(s.key, val_fraction), s))
         totals = (
             keyed
             | "Sizes"
@@ -209,11 +223,14 @@ class ReleaseDocs(beam.PTransform):
         manifest = (
             infos
             | "AllShards" >> beam.combiners.ToList()
-            | "Manifest" >> beam.ParDo(WriteManifest(opts, self.output), beam.pvalue.AsSingleton(summary))
+            | "Manifest"
+            >> beam.ParDo(
+                WriteManifest(release_config(opts), tokenizer_info(opts), opts.stages, self.output),
+                beam.pvalue.AsSingleton(summary),
+            )
         )
         _ = manifest | "Datasheet" >> beam.Map(
-            lambda m, s: write_datasheet(self.output.staged(STAGE), m, m["stages"], s),
-            beam.pvalue.AsSingleton(summary),
+            _datasheet, self.output.staged(STAGE), beam.pvalue.AsSingleton(summary)
         )
         counts = (
             docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),

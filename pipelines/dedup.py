@@ -63,7 +63,7 @@ def text_key(row: dict) -> str:
     return hashlib.sha1(normalize(row["text"]).encode("utf-8")).hexdigest()
 
 
-def resolve_group(members: list[tuple[str, int]], reason: str):
+def resolve_group(members: list[tuple[str, int]]):
     """(kept id, [(removed id, kept id)]) of a group of (id, karma) by the keep rule."""
     ordered = sorted(members, key=keep_order)
     kept = ordered[0][0]
@@ -74,7 +74,7 @@ def _exact(element):
     """One group of identical normalized texts -> the survivor row; the others to `removed`."""
     _, rows = element
     rows = list(rows)
-    kept, removed = resolve_group([(r["id"], r["karma"]) for r in rows], EXACT)
+    kept, removed = resolve_group([(r["id"], r["karma"]) for r in rows])
     for doc_id, winner in removed:
         yield beam.pvalue.TaggedOutput("removed", (doc_id, (EXACT, winner, len(rows))))
     if len(rows) > 1:
@@ -115,7 +115,7 @@ def _near(element):
     """One component (label, [(id, karma)]) -> removed ids with their kept id, and the kept one."""
     _, members = element
     members = sorted(members)
-    kept, removed = resolve_group(members, NEAR)
+    kept, removed = resolve_group(members)
     yield kept, (NEAR_KEPT, kept, len(members))
     for doc_id, winner in removed:
         yield doc_id, (NEAR, winner, len(members))

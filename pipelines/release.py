@@ -69,19 +69,24 @@ class Tokenize(beam.DoFn):
     def process(self, rows: list[dict]):
         for row, ids in zip(rows, self.tokenizer.encode_batch([r["text"] for r in rows]), strict=True):
             meta = {name: row.get(name) for name in META_FIELDS}
-            yield Sample(row["id"], row["text"], meta, np.asarray(ids, dtype=self.dtype))
+            # A plain tuple of str/dict/bytes: Beam's coder encodes it natively (a Sample would be pickled).
+            yield row["id"], row["text"], meta, np.asarray(ids, dtype=self.dtype).tobytes()
 
 
-def sample_bytes(sample: Sample) -> int:
-    return len(sample.text.encode("utf-8")) + sample.tokens.nbytes + 256
+def sample_bytes(doc: tuple) -> int:
+    return len(doc[1].encode("utf-8")) + len(doc[3]) + 256
 
 
 class WriteShards(beam.DoFn):
-    def __init__(self, output: StageOutput) -> None:
-        self.output = output
+    def __init__(self, output: StageOutput, dtype: str) -> None:
+        self.output, self.dtype = output, dtype
 
     def process(self, element):
-        (split, index), samples = element
+        (split, index), docs = element
+        samples = [
+            Sample(key, text, meta, np.frombuffer(tokens, dtype=self.dtype))
+            for key, text, meta, tokens in docs
+        ]
         info = write_shard(
             self.output.staged(STAGE, shard_name(split, index)),
             sorted(samples, key=lambda s: s.key),
@@ -154,14 +159,10 @@ def _datasheet(manifest: dict, directory: str, summary: dict) -> list[str]:
     return write_datasheet(directory, manifest, manifest["stages"], summary)
 
 
-def _facts(sample: Sample) -> tuple:
+def _facts(doc: tuple, itemsize: int) -> tuple:
     """What the datasheet's plots need of one document (small: the text stays on the workers)."""
-    return (
-        int(sample.tokens.size),
-        sample.meta["domain"],
-        tuple(sample.meta["subreddits"] or ()),
-        sample.meta["karma"],
-    )
+    _, _, meta, tokens = doc
+    return len(tokens) // itemsize, meta["domain"], tuple(meta["subreddits"] or ()), meta["karma"]
 
 
 def _summary_of(facts: list[tuple]) -> dict:
@@ -179,9 +180,9 @@ def _summary_of(facts: list[tuple]) -> dict:
     }
 
 
-def _shard_key(element: tuple[str, Sample], totals: dict, shard_bytes: int, shard_docs: int | None):
-    split, sample = element
-    return (split, stable_shard(sample.key, num_shards(totals, split, shard_bytes, shard_docs))), sample
+def _shard_key(element: tuple[str, tuple], totals: dict, shard_bytes: int, shard_docs: int | None):
+    split, doc = element
+    return (split, stable_shard(doc[0], num_shards(totals, split, shard_bytes, shard_docs))), doc
 
 
 class ReleaseDocs(beam.PTransform):
@@ -191,14 +192,17 @@ class ReleaseDocs(beam.PTransform):
 
     def expand(self, pbegin):
         opts = self.options
+        info = tokenizer_info(opts)
+        dtype = "uint16" if info["vocab_size"] <= 65536 else "uint32"
+        itemsize = np.dtype(dtype).itemsize
         docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
         samples = (
             docs
-            | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=512)
+            | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=2048)
             | "Tokenize" >> beam.ParDo(Tokenize(self.output.staged(STAGE, "tokenizer", "tokenizer.json")))
         )
         val_fraction = opts.val_fraction  # lambdas capture only small values: a closure is pickled whole
-        keyed = samples | "Split" >> beam.Map(lambda s: (split_of(s.key, val_fraction), s))
+        keyed = samples | "Split" >> beam.Map(lambda doc: (split_of(doc[0], val_fraction), doc))
         totals = (
             keyed
             | "Sizes"
@@ -212,11 +216,11 @@ class ReleaseDocs(beam.PTransform):
             | "Shard"
             >> beam.Map(_shard_key, beam.pvalue.AsSingleton(totals), opts.shard_bytes, opts.shard_docs)
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShards(self.output))
+            | "Write" >> beam.ParDo(WriteShards(self.output, dtype))
         )
         summary = (
             samples
-            | "Facts" >> beam.Map(_facts)
+            | "Facts" >> beam.Map(_facts, itemsize)
             | "AllFacts" >> beam.combiners.ToList()
             | "Summarize" >> beam.Map(_summary_of)
         )
@@ -225,7 +229,7 @@ class ReleaseDocs(beam.PTransform):
             | "AllShards" >> beam.combiners.ToList()
             | "Manifest"
             >> beam.ParDo(
-                WriteManifest(release_config(opts), tokenizer_info(opts), opts.stages, self.output),
+                WriteManifest(release_config(opts), info, opts.stages, self.output),
                 beam.pvalue.AsSingleton(summary),
             )
         )
@@ -234,7 +238,7 @@ class ReleaseDocs(beam.PTransform):
         )
         counts = (
             docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
-            samples | "Out" >> beam.Map(lambda s: Counter({"out": 1, "tokens": int(s.tokens.size)})),
+            samples | "Out" >> beam.Map(lambda doc: Counter({"out": 1, "tokens": len(doc[3]) // itemsize})),
         ) | "AllCounts" >> beam.Flatten()
         dropped = pbegin | "NoDrops" >> beam.Create([Counter()])
         return (counts, dropped) | "Stats" >> WriteStats(

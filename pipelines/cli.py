@@ -120,11 +120,11 @@ def links_config(args: argparse.Namespace):
 
 
 def run_links_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.links import LinksOptions, match_dumps, run_links
-    from pipelines.outputs import DEFAULT_INPUT_BYTES_PER_SHARD, shards_for_input
+    from pipelines.links import LinksOptions, run_links
+    from pipelines.outputs import DEFAULT_INPUT_BYTES_PER_SHARD, match_files, shards_for_input
     from pipelines.summary import links_summary
 
-    dumps = sorted({path for pattern in args.dumps for path in match_dumps(pattern)})
+    dumps = sorted({path for pattern in args.dumps for path in match_files(pattern)})
     if not dumps:
         raise InputError(f"no dump files match {' '.join(args.dumps)}")
     num_shards = args.num_shards or shards_for_input(dumps, DEFAULT_INPUT_BYTES_PER_SHARD)

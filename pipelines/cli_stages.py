@@ -63,17 +63,16 @@ def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     from corpus.fetcher import FetchConfig
     from pipelines.fetch import FetchLinks, FetchOptions, resolve_links, run_fetch
     from pipelines.fetch_archive import ArchiveOptions, FetchFromArchives
-    from pipelines.links import match_dumps
-    from pipelines.outputs import parquet_rows, shards_for_rows
+    from pipelines.outputs import match_files, parquet_rows, shards_for_rows
     from pipelines.summary import fetch_summary
 
     links = resolve_links(args.links)
     count = parquet_rows(links)
-    if not count and not match_dumps(links):
+    if not count and not match_files(links):
         raise InputError(f"{args.links}: no links table (links/part-*.parquet); run webtext links first")
     num_shards = args.num_shards or shards_for_rows(count, 1_000_000)
     if args.from_warc:
-        archives = sorted({path for pattern in args.from_warc for path in match_dumps(pattern)})
+        archives = sorted({path for pattern in args.from_warc for path in match_files(pattern)})
         if not archives:
             raise InputError(f"no archives match {' '.join(args.from_warc)}")
         options = ArchiveOptions(links, archives, num_shards=num_shards)
@@ -106,7 +105,7 @@ def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             args.concurrency,
             args.buckets,
             num_shards,
-            previous if match_dumps(previous) else None,
+            previous if match_files(previous) else None,
         )
         log.info(
             "fetch: %d links over the network -> %s%s",

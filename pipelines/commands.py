@@ -31,11 +31,10 @@ def run_and_report(stage: str, run: Callable[[], object], summary: Callable[[str
 def docs_table(path: str, stage: str, folders: tuple[str, ...]) -> tuple[str, int]:
     """(glob, row count) of the documents a stage reads; one clear error when there are none."""
     from pipelines.filter import resolve_docs
-    from pipelines.links import match_dumps
-    from pipelines.outputs import parquet_rows
+    from pipelines.outputs import match_files, parquet_rows
 
     pattern = resolve_docs(path, folders)
-    if not match_dumps(pattern):
+    if not match_files(pattern):
         raise InputError(
             f"{path}: no documents ({'/ or '.join(folders)}/part-*.parquet); run the earlier stages first"
         )

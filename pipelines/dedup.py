@@ -28,8 +28,7 @@ from corpus.near_duplicates import keep_order, verified_pairs
 from corpus.ngrams import normalize
 from pipelines.accounting import WriteLedger, WriteStats
 from pipelines.components import ConnectedComponents
-from pipelines.fetch import read_parquet
-from pipelines.outputs import StageOutput, WriteSortedShards, run_stage, stable_shard
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
 
 STAGE = "dedup"
 EXACT = "exact_duplicate"

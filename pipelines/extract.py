@@ -21,8 +21,7 @@ from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor
 from corpus.http_wire import decode_body
 from corpus.warc import WarcError, read_response
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.fetch import read_parquet
-from pipelines.outputs import StageOutput, WriteSortedShards, run_stage, stable_shard
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
 
 STAGE = "extract"
 LEDGER = "ledger"

@@ -31,7 +31,7 @@ from corpus.fetcher import Exchange, FetchConfig, Fetcher, FetchResult, is_termi
 from corpus.urls import host_of
 from corpus.warc import WarcFileWriter
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import StageOutput, WriteSortedShards, run_stage, stable_shard
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
 
 STAGE = "fetch"
 log = logging.getLogger(__name__)
@@ -54,10 +54,6 @@ def resolve_links(path: str) -> str:
         nested if FileSystems.match([FileSystems.join(nested, "part-*.parquet")])[0].metadata_list else path
     )
     return FileSystems.join(base, "part-*.parquet")
-
-
-def read_parquet(pattern: str, columns: list[str] | None = None):
-    return beam.io.ReadFromParquet(pattern, columns=columns)
 
 
 class FetchBucket(beam.DoFn):

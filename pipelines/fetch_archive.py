@@ -23,7 +23,8 @@ from corpus.fetcher import FetchConfig
 from corpus.http_wire import media_type
 from corpus.urls import InvalidURL, canonicalize_url
 from corpus.warc import iter_responses
-from pipelines.fetch import STAGE, finish_index, read_parquet
+from pipelines.fetch import STAGE, finish_index
+from pipelines.outputs import read_parquet
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ from corpus.docs import DOCS_SCHEMA
 from corpus.quality import QualityConfig, quality_drop
 from corpus.wikipedia import WIKIPEDIA, WikipediaReference, wikipedia_copy, wikipedia_host
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.fetch import read_parquet
-from pipelines.outputs import StageOutput, WriteSortedShards, run_stage, stable_shard
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
 
 STAGE = "filter"
 LEDGER = "ledger"

@@ -213,12 +213,6 @@ class ExtractLinks(beam.PTransform):
         return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
 
 
-def match_dumps(pattern: str) -> list[str]:
-    """Files matching a glob (any Beam filesystem), sorted; empty when none match."""
-    results = FileSystems.match([pattern])[0].metadata_list
-    return sorted(m.path for m in results if not m.path.endswith("/"))
-
-
 def run_links(options: LinksOptions, out_dir: str, beam_args: list[str]) -> dict[str, int]:
     """Run the links stage and publish its outputs under `out_dir`; on failure nothing is published.
     Returns the run's Beam counters as {"links:<name>": value}."""

@@ -64,6 +64,17 @@ def write_table(path: str, rows: list[dict[str, Any]] | pa.Table, schema: pa.Sch
         pq.write_table(table, handle, compression="zstd", row_group_size=100_000)
 
 
+def match_files(pattern: str) -> list[str]:
+    """Files matching a glob (any Beam filesystem), sorted; empty when none match."""
+    results = FileSystems.match([pattern])[0].metadata_list
+    return sorted(m.path for m in results if not m.path.endswith("/"))
+
+
+def read_parquet(pattern: str, columns: list[str] | None = None) -> beam.PTransform:
+    """The rows of the Parquet files matching `pattern` as dicts: how every stage reads its input."""
+    return beam.io.ReadFromParquet(pattern, columns=columns)
+
+
 def read_table(pattern: str, columns: list[str] | None = None) -> pa.Table:
     """All Parquet files matching `pattern`, concatenated in path order (for summaries and tests).
 

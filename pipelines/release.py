@@ -29,8 +29,7 @@ from corpus.datasheet import write_datasheet
 from corpus.shards import Sample, shard_name, write_shard
 from corpus.tokenizer import Tokenizer
 from pipelines.accounting import WriteStats
-from pipelines.fetch import read_parquet
-from pipelines.outputs import StageOutput, run_stage, stable_shard
+from pipelines.outputs import StageOutput, read_parquet, run_stage, stable_shard
 
 STAGE = "release"
 FORMAT_VERSION = 1

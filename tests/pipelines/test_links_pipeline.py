@@ -179,10 +179,11 @@ def test_stats_json_is_the_designed_shape(sample_run):
 
 def test_beam_counters_are_named_stage_reason(tmp_path, sample_run):
     from corpus.link_rules import LinkConfig
-    from pipelines.links import LinksOptions, match_dumps
+    from pipelines.links import LinksOptions
     from pipelines.links import run_links as run_stage
+    from pipelines.outputs import match_files
 
-    counters = run_stage(LinksOptions(match_dumps(f"{SAMPLE}/*"), LinkConfig()), str(tmp_path / "out"), [])
+    counters = run_stage(LinksOptions(match_files(f"{SAMPLE}/*"), LinkConfig()), str(tmp_path / "out"), [])
     stats = sample_run["stats"]
     assert {k: v for k, v in counters.items() if k.removeprefix("links:") in stats.dropped} == {
         f"links:{reason}": n for reason, n in stats.dropped.items()

@@ -127,8 +127,23 @@ def write_shard(
     }
 
 
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"  # format 1.0, what np.save writes for these arrays
+_NPY_HEADER = re.compile(rb"^\{'descr': '(<u[24])', 'fortran_order': False, 'shape': \((\d+),\), \} *\n$")
+
+
 def load_tokens(data: bytes) -> np.ndarray:
-    """Load a ``tokens.npy`` payload safely (no pickle); raise ValueError unless 1-D uint16/uint32."""
+    """Load a ``tokens.npy`` payload safely (no pickle); raise ValueError unless 1-D uint16/uint32.
+
+    The header ``tokens_bytes`` writes is parsed directly (the training loader reads every token through
+    here, and ``np.load``'s generic header parsing costs more than the data); anything else goes to np.load.
+    """
+    if data[:8] == _NPY_MAGIC and len(data) >= 10:
+        end = 10 + int.from_bytes(data[8:10], "little")
+        match = _NPY_HEADER.match(data[10:end])
+        if match:
+            dtype, count = np.dtype(match.group(1).decode()), int(match.group(2))
+            if len(data) - end == count * dtype.itemsize:
+                return np.frombuffer(data, dtype=dtype, count=count, offset=end)
     arr = np.load(io.BytesIO(data), allow_pickle=False)
     if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype not in TOKEN_DTYPES:
         raise ValueError(f"tokens.npy is not a 1-D uint16/uint32 array ({getattr(arr, 'dtype', type(arr))})")

@@ -1,0 +1,458 @@
+"""Streaming data loader: a release's tar shards -> packed (x, y) token batches that resume exactly.
+
+Packing. Each document's tokens are followed by the EOT token and the stream is cut into chunks of
+seq_len + 1 tokens, `micro_batch` chunks per batch; a chunk gives x = chunk[:-1], y = chunk[1:] (int64). The
+part of a document that does not fill a batch carries over to the next batch (and across epochs).
+
+Readers. Rank r of W with `num_workers` DataLoader workers per rank makes N = W * max(1, num_workers) readers;
+reader id = rank * num_workers + worker id. Each epoch the shard order is shuffled with (seed, epoch), the
+same on every reader, then split disjointly:
+- shard level when the split has at least N shards: reader i opens shards i, i + N, i + 2N, ...;
+- sample level otherwise: every reader opens every shard and keeps the documents whose index in the epoch
+  (from the manifest's per-shard `docs`) is i modulo N, so no reader is left without data.
+A reader's stream is infinite: its epoch ends when its part is exhausted, then the next epoch begins, so
+ranks with fewer tokens never make training hang. `steps_per_epoch` is the agreed step count per epoch.
+
+Shuffling. Documents are shuffled in blocks of `shuffle_buffer` consecutive documents of the reader's part;
+each block is permuted with (seed, epoch, reader, block). shuffle_buffer=1 turns shuffling off (shards in
+manifest order, documents in file order), for validation.
+
+Resume. A reader's state is a handful of integers: the epoch, where its current block starts (shard, sample),
+the block's index, the document inside the block and how many of its tokens (EOT included) are already in
+batches. The packing remainder is always the tail of that document, so it is rebuilt, not stored, and the
+shuffle buffer is stored as a reference (its start), not as tokens. Restoring re-opens the shard, skips
+`sample` samples (headers only; a remote file is still read up to there) and re-reads one block (at most
+`shuffle_buffer` documents); no batch is replayed. torchdata's StatefulDataLoader saves one such state per
+worker (and per rank through the trainer's checkpoint); the state is plain ints, loadable with
+`torch.load(weights_only=True)`.
+
+Damage. A missing shard, or one that cannot be read, decodes to a wrong document count (checked against the
+manifest) or holds a token id outside the vocabulary fails with one InputError line naming the shard. With
+skip_corrupt=True it is skipped instead (documents read before the damage are kept), logged as a warning and
+counted in the reader's state (`skipped_shards`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import count, islice
+
+import fsspec
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
+from webdataset.tariterators import tar_file_iterator
+
+from corpus.errors import InputError
+from corpus.shards import SHARD_RE, load_tokens
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHUFFLE_BUFFER = 1000
+TOKENS_SUFFIX = ".tokens.npy"
+POSITION_KEYS = ("epoch", "shard", "sample", "block", "doc", "token", "skipped_shards")
+
+
+class ShardError(InputError):
+    """A shard that is missing or cannot be read; the message names it."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release directory (local path or fsspec URL) and its manifest.json."""
+
+    root: str
+    manifest: dict
+    eot_id: int
+    vocab_size: int
+
+    def shards(self, split: str) -> list[dict]:
+        """The manifest's shard entries of `split` with their full `url` added ([] for an absent split)."""
+        return [{**e, "url": f"{self.root}/{e['path']}"} for e in self.manifest["splits"].get(split, [])]
+
+    def tokenizer_path(self) -> str:
+        """Path or URL of the release's tokenizer.json."""
+        return f"{self.root}/{self.manifest['tokenizer']['path']}"
+
+
+def open_release(path_or_url: str) -> Release:
+    """Read and check `path_or_url`/manifest.json; any problem is one InputError naming the manifest."""
+    root = str(path_or_url).rstrip("/")
+    url = f"{root}/manifest.json"
+    try:
+        with fsspec.open(url, "rb") as f:
+            manifest = json.loads(f.read())
+    except FileNotFoundError:
+        raise InputError(f"{url}: missing (is {root} a release directory?)") from None
+    except ValueError as e:  # bad JSON, or a URL scheme fsspec does not know
+        raise InputError(f"{url}: cannot read the manifest ({e})") from None
+    except OSError as e:
+        raise InputError(f"{url}: cannot read ({e})") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise InputError(f"{url}: {problem}")
+    tokenizer = manifest["tokenizer"]
+    return Release(root, manifest, tokenizer["eot_id"], tokenizer["vocab_size"])
+
+
+def _manifest_problem(manifest: object) -> str | None:
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    tokenizer = manifest.get("tokenizer")
+    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("path"), str):
+        return "no 'tokenizer' entry with a 'path'"
+    vocab, eot = tokenizer.get("vocab_size"), tokenizer.get("eot_id")
+    if not (isinstance(vocab, int) and isinstance(eot, int) and 0 <= eot < vocab):
+        return (
+            f"tokenizer vocab_size {vocab!r} / eot_id {eot!r} are not integers with 0 <= eot_id < vocab_size"
+        )
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+        return "no 'splits' mapping of split name to a list of shards"
+    for split, entries in splits.items():
+        for e in entries:
+            if not (isinstance(e, dict) and isinstance(e.get("path"), str) and SHARD_RE.match(e["path"])):
+                return f"split {split!r}: bad shard entry {e!r} (path must be like {split}-000000.tar)"
+            if not all(isinstance(e.get(k), int) and e[k] >= 0 for k in ("docs", "tokens")):
+                return f"split {split!r}: shard {e['path']} has no integer 'docs' and 'tokens' counts"
+    return None
+
+
+def steps_per_epoch(
+    release: Release, split: str, seq_len: int, micro_batch: int, world_size: int, grad_accum: int = 1
+) -> int:
+    """Optimizer steps in one pass over `split`, from the manifest's counts (documents add one EOT each).
+
+    The same on every rank. It can be 0 for a split smaller than one step.
+    """
+    shards = release.shards(split)
+    tokens = sum(e["tokens"] + e["docs"] for e in shards)
+    return tokens // (seq_len + 1) // (micro_batch * world_size * grad_accum)
+
+
+def read_shard_tokens(entry: dict, vocab_size: int, skip: int = 0) -> Iterator[tuple[int, str, np.ndarray]]:
+    """(sample index, key, tokens) of a shard's samples from index `skip` on; ShardError names any damage.
+
+    Only the `tokens.npy` members are read (the text and metadata are skipped), and the first `skip`
+    samples' data are not decoded.
+    """
+    url, seen = entry["url"], 0
+
+    def select(name: str) -> bool:
+        nonlocal seen
+        if not name.endswith(TOKENS_SUFFIX):
+            return False
+        seen += 1
+        return seen > skip
+
+    try:
+        with fsspec.open(url, "rb") as f:
+            for index, member in enumerate(tar_file_iterator(f, select_files=select), start=skip):
+                tokens = load_tokens(member["data"])
+                key = member["fname"][: -len(TOKENS_SUFFIX)]
+                if tokens.size and int(tokens.max()) >= vocab_size:
+                    raise ValueError(f"sample {key!r} has token id {tokens.max()} >= vocab_size {vocab_size}")
+                yield index, key, tokens
+    except FileNotFoundError:
+        raise ShardError(f"{url}: shard missing") from None
+    except Exception as e:  # noqa: BLE001 - anything a damaged tar or npy raises means a corrupt shard
+        # webdataset appends " @ <file object>" to the message; the URL says it better.
+        detail = " ".join(str(e).split(" @ ")[0].split())
+        raise ShardError(f"{url}: corrupt shard ({type(e).__name__}: {detail})") from None
+    if seen != entry["docs"]:
+        raise ShardError(f"{url}: corrupt shard ({seen} documents, the manifest says {entry['docs']})")
+
+
+class ReaderStream:
+    """The documents one reader (of `num_readers`) sees, epoch by epoch, in blocks of `shuffle_buffer`."""
+
+    def __init__(
+        self,
+        release: Release,
+        split: str,
+        seed: int,
+        reader: int,
+        num_readers: int,
+        shuffle_buffer: int,
+        skip_corrupt: bool = False,
+    ) -> None:
+        self.release, self.split, self.seed = release, split, seed
+        self.reader, self.num_readers = reader, num_readers
+        self.shuffle_buffer, self.skip_corrupt = shuffle_buffer, skip_corrupt
+        self.all_shards = release.shards(split)
+        self.skipped_shards = 0
+
+    @property
+    def shuffle(self) -> bool:
+        return self.shuffle_buffer > 1
+
+    def part(self, epoch: int) -> tuple[list[dict], list[int], int]:
+        """(shards this reader opens, epoch index of each one's first sample, stride) for `epoch`.
+
+        A sample with epoch index g belongs to this reader when g % stride == reader % stride.
+        """
+        shards = self.all_shards
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(shards))
+            shards = [shards[i] for i in order]
+        if len(shards) >= self.num_readers:
+            mine = shards[self.reader :: self.num_readers]
+            return mine, [0] * len(mine), 1
+        bases = np.cumsum([0] + [e["docs"] for e in shards])[:-1].tolist()
+        return shards, bases, self.num_readers
+
+    def documents(
+        self, epoch: int, shard: int = 0, sample: int = 0
+    ) -> Iterator[tuple[tuple[int, int], str, np.ndarray]]:
+        """((shard position, sample index), key, tokens) of this reader's documents of `epoch`, in file order,
+        from sample `sample` of its `shard`-th shard on."""
+        shards, bases, stride = self.part(epoch)
+        mine = self.reader % stride
+        for position in range(shard, len(shards)):
+            entry, base = shards[position], bases[position]
+            try:
+                for index, key, tokens in read_shard_tokens(
+                    entry, self.release.vocab_size, sample if position == shard else 0
+                ):
+                    if (base + index) % stride == mine:
+                        yield (position, index), key, tokens
+            except ShardError as e:
+                if not self.skip_corrupt:
+                    raise
+                self.skipped_shards += 1
+                log.warning("skipping %s", e)
+
+    def blocks(
+        self, epoch: int, shard: int = 0, sample: int = 0, block: int = 0
+    ) -> Iterator[tuple[int, tuple[int, int], list[tuple[str, np.ndarray]]]]:
+        """(block index, its start (shard position, sample index), its documents in shuffled order) of
+        `epoch`, starting with block number `block` at (`shard`, `sample`)."""
+        docs = self.documents(epoch, shard, sample)
+        for index in count(block):
+            chunk = list(islice(docs, self.shuffle_buffer))
+            if not chunk:
+                return
+            order = range(len(chunk))
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, epoch, self.reader, index]).permutation(len(chunk))
+            yield index, chunk[0][0], [chunk[i][1:] for i in order]
+
+
+def reader_documents(
+    release: Release,
+    split: str,
+    seed: int,
+    epoch: int,
+    reader: int,
+    num_readers: int,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    skip_corrupt: bool = False,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(key, tokens) of every document reader `reader` of `num_readers` packs in `epoch`, in packing order."""
+    stream = ReaderStream(release, split, seed, reader, num_readers, shuffle_buffer, skip_corrupt)
+    for _, _, docs in stream.blocks(epoch):
+        yield from docs
+
+
+class PackedDataset(IterableDataset):
+    """One rank's infinite stream of packed batches, each [micro_batch, seq_len + 1] token ids in the token
+    dtype (ReleaseLoader makes (x, y) of them); each DataLoader worker is its own reader.
+
+    state_dict()/load_state_dict() give and take the reader's position (see the module docstring);
+    torchdata's StatefulDataLoader calls them in each worker.
+    """
+
+    def __init__(
+        self,
+        release: Release,
+        split: str,
+        seq_len: int,
+        micro_batch: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+        skip_corrupt: bool = False,
+    ) -> None:
+        super().__init__()
+        self.release, self.split, self.seq_len, self.micro_batch = release, split, seq_len, micro_batch
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.shuffle_buffer, self.skip_corrupt = shuffle_buffer, skip_corrupt
+        self._state: dict[str, int] = {}
+        self._resume = False
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self._state)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._state, self._resume = dict(state), bool(state)
+
+    def _reader(self) -> tuple[int, int]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def _start(self, stream: ReaderStream) -> dict[str, int]:
+        """The state to start from: the loaded one (checked to belong to this reader) or the beginning."""
+        identity = {"reader": stream.reader, "num_readers": stream.num_readers, "seed": self.seed}
+        identity["shuffle_buffer"] = self.shuffle_buffer
+        if not self._resume:
+            return identity | dict.fromkeys(POSITION_KEYS, 0)
+        self._resume = False
+        saved = self._state
+        if {k: saved.get(k) for k in identity} != identity or not set(POSITION_KEYS) <= saved.keys():
+            raise InputError(
+                f"data loader state {saved} is not for this loader ({identity}): resume with the same "
+                "world size, num_workers, seed and shuffle_buffer"
+            )
+        return dict(saved)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        reader, num_readers = self._reader()
+        stream = ReaderStream(
+            self.release, self.split, self.seed, reader, num_readers, self.shuffle_buffer, self.skip_corrupt
+        )
+        state = self._start(stream)
+        stream.skipped_shards = state["skipped_shards"]
+        need = self.micro_batch * (self.seq_len + 1)
+        eot = np.array(
+            [self.release.eot_id], dtype=np.uint16 if self.release.vocab_size <= 1 << 16 else np.uint32
+        )
+        epoch, start = state["epoch"], (state["shard"], state["sample"], state["block"])
+        resume: tuple[int, int] | None = (state["doc"], state["token"])
+        pieces: list[np.ndarray] = []
+        have = 0
+        while True:
+            for block, (shard, sample), docs in stream.blocks(epoch, *start):
+                first, drop = resume or (0, 0)  # the state points into the first block read
+                if first >= len(docs):
+                    raise InputError(f"data loader state {state} does not match {self.release.root}")
+                resume = None
+                for doc in range(first, len(docs)):
+                    tokens = docs[doc][1]
+                    length = len(tokens) + 1
+                    skip = drop if doc == first else 0
+                    if skip < length:
+                        pieces += [tokens[skip:], eot]
+                        have += length - skip
+                    if have < need:
+                        continue
+                    flat = np.concatenate(pieces)
+                    batches = have // need
+                    for k in range(batches):
+                        rest = have - (k + 1) * need  # always a tail of this document
+                        self._state = state | {
+                            "epoch": epoch, "shard": shard, "sample": sample, "block": block, "doc": doc,
+                            "token": length - rest, "skipped_shards": stream.skipped_shards,
+                        }  # fmt: skip
+                        yield flat[k * need : (k + 1) * need].reshape(self.micro_batch, self.seq_len + 1)
+                    pieces = [flat[batches * need :]]
+                    have = len(pieces[0])
+            if resume is not None:  # the epoch gave no block at all
+                raise InputError(
+                    f"{self.release.root}: split {self.split!r} gives reader {reader} of {num_readers} no "
+                    f"documents in epoch {epoch} (fewer documents than readers, or every shard skipped)"
+                )
+            epoch, start, resume = epoch + 1, (0, 0, 0), (0, 0)
+
+
+def _as_is(rows: np.ndarray) -> np.ndarray:
+    return rows
+
+
+def _prefetch_factor(dataset: PackedDataset) -> int:
+    """Batches a worker may run ahead: about one shuffle block's worth (a few MB of tokens).
+
+    Workers read a whole block before packing it, and batches are taken from them in turn; with the default
+    2 batches ahead, the other workers stall while one reads a block.
+    """
+    shards = dataset.release.shards(dataset.split)
+    doc_tokens = sum(e["tokens"] + e["docs"] for e in shards) / max(1, sum(e["docs"] for e in shards))
+    per_block = dataset.shuffle_buffer * doc_tokens / (dataset.micro_batch * (dataset.seq_len + 1))
+    return int(min(512, max(2, per_block + 1)))
+
+
+class ReleaseLoader(StatefulDataLoader):
+    """A StatefulDataLoader of (x, y) batches made from the dataset's packed rows.
+
+    Workers send the rows in the token dtype (uint16 for GPT-2's vocabulary): a pickled array costs a fraction
+    of what passing two int64 tensors through shared memory does. InputErrors from worker processes arrive as
+    their one line, not a traceback.
+    """
+
+    def __init__(self, dataset: PackedDataset, num_workers: int, pin_memory: bool, seed: int) -> None:
+        # Its own generator for the worker seeds, so that making an iterator leaves torch's global RNG alone.
+        generator = torch.Generator().manual_seed(seed)
+        super().__init__(
+            dataset,
+            None,
+            num_workers=num_workers,
+            collate_fn=_as_is,
+            generator=generator,
+            prefetch_factor=_prefetch_factor(dataset) if num_workers else None,
+        )
+        self.pin = pin_memory and torch.cuda.is_available()  # as DataLoader: no-op without a GPU
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = super().__iter__()
+        while True:
+            try:
+                rows = torch.from_numpy(next(batches).astype(np.int64))
+            except StopIteration:
+                return
+            except InputError as e:
+                error, message = type(e), str(e)
+                break
+            x, y = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+            yield (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
+        # Stop the worker processes now: left to the garbage collector (the traceback keeps the iterator in a
+        # reference cycle) their shutdown can wait out a 5 s timeout per worker.
+        if hasattr(batches, "_shutdown_workers"):
+            batches._shutdown_workers()
+        if "Traceback" in message:  # re-raised from a worker: keep the original message only
+            message = message.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
+        raise error(message)
+
+
+def reader_states(loader_state: dict) -> list[dict[str, int]]:
+    """The reader positions in a ReleaseLoader.state_dict(), one per worker (epoch, skipped_shards, ...)."""
+    if loader_state.get("dataset_state"):  # num_workers=0
+        return [loader_state["dataset_state"]]
+    workers = loader_state.get("_snapshot", {}).get("_worker_snapshots", {})
+    return [w["dataset_state"] for _, w in sorted(workers.items()) if w.get("dataset_state")]
+
+
+def build_loader(
+    release: Release,
+    split: str,
+    seq_len: int,
+    micro_batch: int,
+    rank: int,
+    world_size: int,
+    seed: int,
+    num_workers: int = 0,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    skip_corrupt: bool = False,
+    pin_memory: bool = False,
+) -> ReleaseLoader:
+    """An infinite, exactly resumable loader of (x, y) int64 batches of shape [micro_batch, seq_len]."""
+    if (
+        min(seq_len, micro_batch, world_size, shuffle_buffer) < 1
+        or num_workers < 0
+        or not 0 <= rank < world_size
+    ):
+        raise InputError(
+            f"loader: need seq_len, micro_batch, world_size, shuffle_buffer >= 1, num_workers >= 0 and "
+            f"0 <= rank < world_size (got {seq_len}, {micro_batch}, {world_size}, {shuffle_buffer}, "
+            f"{num_workers}, rank {rank})"
+        )
+    if not release.shards(split):
+        raise InputError(f"{release.root}/manifest.json: split {split!r} has no shards")
+    dataset = PackedDataset(
+        release, split, seq_len, micro_batch, rank, world_size, seed, shuffle_buffer, skip_corrupt
+    )
+    return ReleaseLoader(dataset, num_workers, pin_memory, seed)

@@ -1,0 +1,146 @@
+"""`webtext train | export`: the training commands (registered by pipelines/cli.py; no Beam here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+
+from corpus.errors import InputError
+from corpus.tokenizer import Tokenizer
+
+log = logging.getLogger("webtext")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _no_beam_options(command: str, extra: list[str]) -> None:
+    if extra:
+        raise InputError(f"{command} takes no Beam options: {' '.join(extra)}")
+
+
+def add_train_parser(sub) -> None:
+    from training.model import PRESETS
+    from training.trainer import TrainConfig
+
+    d = TrainConfig(data="", out="")
+    p = sub.add_parser(
+        "train",
+        allow_abbrev=False,
+        help="pretrain GPT on a release (one process, or under torchrun: DDP / FSDP)",
+        description="Under torchrun: torchrun --nproc_per_node=N --no-python webtext train ...",
+    )
+    p.add_argument("--data", required=True, metavar="RELEASE", help="release directory or fsspec URL")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="run directory: checkpoints, metrics, loss.png"
+    )
+    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
+    p.add_argument("--seq-len", type=_positive, help="tokens per sequence (default: the preset's context)")
+    p.add_argument("--micro-batch", type=_positive, default=d.micro_batch, help="sequences per rank per step")
+    p.add_argument(
+        "--global-batch-tokens",
+        type=_positive,
+        help="tokens per optimizer step over all ranks; gradient accumulation makes up the difference",
+    )
+    p.add_argument(
+        "--max-steps", type=_positive, help="optimizer steps (default: --epochs of the train split)"
+    )
+    p.add_argument("--epochs", type=float, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="cosine floor, x peak")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 disables")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--eval-every", type=_positive, default=d.eval_every)
+    p.add_argument("--eval-batches", type=_positive, default=d.eval_batches)
+    p.add_argument("--save-every", type=_positive, default=d.save_every)
+    p.add_argument("--keep", type=_positive, default=d.keep, help="complete checkpoints kept")
+    p.add_argument("--log-every", type=_positive, default=d.log_every)
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in --out"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fsdp", action="store_true", help="FSDP2 (fully_shard) instead of DDP")
+    p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu or cuda")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader worker processes")
+    p.add_argument("--shuffle-buffer", type=_positive, default=d.shuffle_buffer, help="documents")
+    p.add_argument(
+        "--skip-corrupt", action="store_true", help="skip unreadable shards (logged) instead of failing"
+    )
+    p.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (GPUs we know are built in)")
+    p.add_argument("--sample-tokens", type=int, default=48, help="tokens of the sample generated at the end")
+    p.set_defaults(handler=run_train_command)
+
+
+def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from training.trainer import TrainConfig, train
+
+    _no_beam_options("train", extra)
+    # torchdata calls a torch API that torch deprecated; nothing for our users to act on.
+    warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+    fields = set(TrainConfig.__dataclass_fields__)
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    result = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return 0
+    print(f"train: {result.steps} steps, {result.tokens:,} tokens, last train loss {result.last_loss}")
+    if result.val_loss is not None:
+        print(f"train: val loss {result.val_loss:.4f} (nats/token)")
+    if args.sample_tokens > 0:
+        print(f"train: sample: {sample_text(result.out, args.sample_tokens, args.seed)!r}")
+    print(f"train: checkpoints in {result.out / 'checkpoints'}, loss curve {result.out / 'loss.png'}")
+    return 0
+
+
+def sample_text(run_dir: Path, tokens: int, seed: int) -> str:
+    """A short sample from the run's newest checkpoint, starting from <|endoftext|> (top-k 40)."""
+    from training.checkpoint import load_model, resolve_checkpoint
+
+    model = load_model(str(resolve_checkpoint(str(run_dir))))
+    tokenizer = Tokenizer.load(str(run_dir / "tokenizer.json"))
+    start = torch.tensor([[tokenizer.eot_id]])
+    generator = torch.Generator().manual_seed(seed)
+    out = model.generate(start, tokens, temperature=1.0, top_k=40, generator=generator)
+    return tokenizer.decode(out[0, 1:].tolist())
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", allow_abbrev=False, help="checkpoint -> Hugging Face GPT2LMHeadModel (safetensors + config)"
+    )
+    p.add_argument(
+        "--checkpoint", required=True, metavar="DIR", help="a checkpoint, or a run directory (newest)"
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(handler=run_export_command)
+
+
+def run_export_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from training.checkpoint import load_model, resolve_checkpoint
+    from training.hf_format import export_hf
+
+    _no_beam_options("export", extra)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    model = load_model(str(checkpoint))
+    tokenizer_json = checkpoint.parent.parent / "tokenizer.json"
+    eot_id = Tokenizer.load(str(tokenizer_json)).eot_id if tokenizer_json.is_file() else None
+    export_hf(model, args.out, eot_id=eot_id)
+    if tokenizer_json.is_file():
+        shutil.copyfile(tokenizer_json, Path(args.out) / "tokenizer.json")
+    config = json.loads((Path(args.out) / "config.json").read_text())
+    size = model.num_params() / 1e6
+    print(f"export: {checkpoint} -> {args.out} ({config.get('model_type')}, {size:.2f}M parameters)")
+    return 0

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib import resources
 
 from corpus.errors import InputError
+from pipelines.cli_ngrams import add_ngrams_parser, add_overlap_parser
 from pipelines.cli_stages import (
     add_dedup_parser,
     add_extract_parser,
@@ -25,6 +26,7 @@ from pipelines.cli_stages import (
     add_verify_parser,
 )
 from pipelines.commands import log, positive_int, run_and_report
+from training.cli import add_export_parser, add_train_parser
 
 # Named flag bundles. The WebText replication: GPT-2 used links created before 2018 with >= 3 karma.
 PRESETS = {
@@ -181,7 +183,8 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """links -> fetch (the sample's WARC, no network) -> extract -> dedup -> filter -> release -> verify."""
+    """links -> fetch (the sample's WARC, no network) -> extract -> dedup -> filter -> release -> verify ->
+    ngrams -> overlap of the bundled evaluation samples."""
     sample = resources.files("corpus") / "sample"
     steps = [
         ["links", "--dumps", f"{sample}/reddit/*", "--out", args.out],
@@ -201,8 +204,23 @@ def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             "train:2000",
         ],
         ["verify", args.out],
+        ["ngrams", "--release", args.out],
+        [
+            "overlap",
+            "--release",
+            args.out,
+            "--eval",
+            f"lambada={sample}/eval/lambada_test.first200.jsonl",
+            "--eval",
+            f"webtext={sample}/eval/webtext.test.first200.jsonl",
+            "--out",
+            f"{args.out}/overlap",
+        ],
     ]
-    print(f"demo: links -> fetch (the sample WARC) -> extract -> dedup -> filter -> release on {sample}\n")
+    print(
+        "demo: links -> fetch (the sample WARC) -> extract -> dedup -> filter -> release -> ngrams -> overlap"
+        f" on {sample}\n"
+    )
     for step in steps:
         step_args = build_parser().parse_args(step)
         code = step_args.handler(step_args, beam_args)
@@ -225,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_filter_parser,
         add_release_parser,
         add_verify_parser,
+        add_ngrams_parser,
+        add_overlap_parser,
+        add_train_parser,
+        add_export_parser,
         add_demo_parser,
     )
     for add in adders:

@@ -228,6 +228,20 @@ def add_filter_parser(sub) -> None:
         help="share of a document's 8-grams found in the reference above which it is dropped",
     )
     p.add_argument("--wikipedia-domains", metavar="PATH", help="replace the packaged Wikipedia host list")
+    p.add_argument(
+        "--decontaminate",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="drop documents sharing an n-gram with this evaluation file (text or jsonl); repeatable",
+    )
+    p.add_argument(
+        "--decontam-n",
+        type=positive_int,
+        default=13,
+        metavar="N",
+        help="words per n-gram of --decontaminate (GPT-3: 13)",
+    )
     for name in d.__dataclass_fields__:
         value = getattr(d, name)
         p.add_argument(
@@ -258,12 +272,22 @@ def run_filter_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             raise InputError(
                 f"{args.wikipedia_reference}: cannot read the Wikipedia reference ({err.strerror})"
             ) from None
+    decontaminate = None
+    if args.decontaminate:
+        from corpus.overlap import EvalNgrams
+        from pipelines.cli_ngrams import named
+
+        paths = dict(named(text, "--decontaminate") for text in args.decontaminate)
+        if len(paths) != len(args.decontaminate):
+            raise InputError(f"--decontaminate names must be distinct: {' '.join(args.decontaminate)}")
+        decontaminate = EvalNgrams.from_files(paths, args.decontam_n)
     options = FilterOptions(
         docs,
         quality,
         reference,
         wikipedia_overlap=args.wikipedia_overlap,
         wikipedia_domains=read_list(args.wikipedia_domains) if args.wikipedia_domains else None,
+        decontaminate=decontaminate,
         num_shards=args.num_shards or shards_for_rows(count, 100_000),
     )
     log.info("filter: %d documents from %s -> %s", count, docs, args.out)

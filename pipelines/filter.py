@@ -1,11 +1,13 @@
 """The filter stage: documents -> `filter/part-*.parquet`, dropping Wikipedia and low-quality text.
 
     docs -> FilterDocs: Wikipedia host of the URL or final URL (defence in depth after the links stage),
-      optional 8-gram overlap with a Wikipedia reference (mirrors and copies), quality rules
+      optional 8-gram overlap with a Wikipedia reference (mirrors and copies), optional decontamination
+      (a 13-gram shared with a named evaluation set, GPT-3's rule), quality rules
       -> kept docs (sorted shards); every drop -> ledger (reason per rule)
 
-The reference's 8-gram hashes travel to the workers with the DoFn (~8 bytes per distinct 8-gram); a
-reference the size of all of Wikipedia needs the Bloom filter of the ngrams stage instead.
+The reference's 8-gram hashes and the evaluation sets' 13-gram hashes travel to the workers with the DoFn
+(~8 bytes per distinct n-gram); a reference the size of all of Wikipedia needs the Bloom filter of the
+ngrams stage instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from corpus.docs import DOCS_SCHEMA
+from corpus.overlap import EvalNgrams
 from corpus.quality import QualityConfig, quality_drop
 from corpus.wikipedia import WIKIPEDIA, WikipediaReference, wikipedia_copy, wikipedia_host
 from pipelines.accounting import WriteLedger, WriteStats
@@ -25,6 +28,7 @@ from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_
 
 STAGE = "filter"
 LEDGER = "ledger"
+DECONTAMINATED = "decontaminated"  # ledger reason: shares an n-gram with an evaluation set
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class FilterOptions:
     reference: WikipediaReference | None = None
     wikipedia_overlap: float = 0.5
     wikipedia_domains: frozenset[str] | None = None  # None: the packaged list
+    decontaminate: EvalNgrams | None = None  # evaluation sets whose n-grams no kept document may share
     num_shards: int = 1
 
 
@@ -55,6 +60,9 @@ def why_dropped(row: dict, opts: FilterOptions) -> tuple[str, str] | None:
         copy := wikipedia_copy(row["text"], opts.reference, opts.wikipedia_overlap)
     ):
         return copy
+    if opts.decontaminate is not None and (shared := opts.decontaminate.shared(row["text"])):
+        name, count = shared
+        return DECONTAMINATED, f"{name}: {count} {opts.decontaminate.n}-grams shared"
     return quality_drop(row["text"], opts.quality)
 
 
@@ -97,9 +105,18 @@ class FilterDocuments(beam.PTransform):
                 **{k: getattr(opts.quality, k) for k in opts.quality.__dataclass_fields__},
                 "wikipedia_reference": opts.reference is not None,
                 "wikipedia_overlap": opts.wikipedia_overlap,
+                **decontamination_config(opts.decontaminate),
             }
         }
         return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
+
+
+def decontamination_config(sets: EvalNgrams | None) -> dict:
+    """What stats.json (and the release manifest) records of the decontamination: n and each evaluation
+    set's number of distinct n-grams; nothing when there was none, so earlier configs stay as they were."""
+    if sets is None:
+        return {}
+    return {"decontaminate": sets.sizes(), "decontam_n": sets.n}
 
 
 def run_filter(options: FilterOptions, out_dir: str, beam_args: list[str]) -> None:

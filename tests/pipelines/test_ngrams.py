@@ -1,0 +1,181 @@
+"""`webtext ngrams` and `webtext overlap` on a real release (DirectRunner): the filter, the manifest entry,
+determinism, the memory refusal, and the overlap report against exact sets."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from corpus.bloom import BloomFilter
+from corpus.ngrams import NgramHasher, ngrams, words
+from corpus.shards import read_shard
+from pipelines.cli import main
+from tests.pipelines.test_dedup_filter import MULTI, doc, write_docs
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBTEXT = ROOT / "tests" / "fixtures" / "wikipedia" / "webtext.jsonl"
+LAMBADA = ROOT / "corpus" / "sample" / "eval" / "lambada_test.first200.jsonl"
+PTB_TEST = ROOT / "tests" / "fixtures" / "eval" / "ptb.test.first200.txt"
+PTB_VALID = ROOT / "tests" / "fixtures" / "eval" / "ptb.valid.first200.txt"
+
+
+def split_texts(release: Path, split: str) -> list[str]:
+    manifest = json.loads((release / "manifest.json").read_text())
+    return [s.text for shard in manifest["splits"][split] for s in read_shard(str(release / shard["path"]))]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A release of 110 real WebText documents (10 whole, 100 cut to 63 tokens), with its 8-gram filter."""
+    records = [json.loads(line) for line in WEBTEXT.read_text(encoding="utf-8").splitlines()]
+    rows = [doc(f"https://webtext.example/{i}", r["text"], karma=i) for i, r in enumerate(records)]
+    work = write_docs(tmp_path_factory.mktemp("ngrams"), rows)
+    release_args = ["--tokenizer", "train:400", "--val-fraction", "0.2", "--shard-docs", "20"]
+    assert main(["release", "--docs", str(work), "--out", str(work), *release_args]) == 0
+    before = (work / "release" / "manifest.json").read_text()
+    assert main(["ngrams", "--release", str(work)]) == 0
+    return {"work": work, "release": work / "release", "manifest_before": json.loads(before)}
+
+
+def test_the_filter_holds_exactly_the_train_splits_ngrams(work):
+    release = work["release"]
+    train, val = split_texts(release, "train"), split_texts(release, "val")
+    bloom = BloomFilter.load(str(release / "ngrams-8.bloom"))
+    exact = {g for text in train for g in ngrams(words(text), 8)}
+    assert bloom.params.items == len(exact) > 5000  # the exact count of distinct 8-grams sized it
+    assert bloom.params.n == 8 and bloom.params.fpr == 1e-8
+    hasher = NgramHasher(8)
+    assert bloom.contains(hasher.hashes(train)[0]).all()  # no false negatives
+    val_grams = [g for text in val for g in ngrams(words(text), 8)]
+    found = bloom.contains(hasher.hashes(val)[0])
+    assert found.tolist() == [g in exact for g in val_grams]  # val documents only share what they share
+
+
+def test_manifest_records_the_filter_and_verify_still_passes(work, capsys):
+    release = work["release"]
+    manifest = json.loads((release / "manifest.json").read_text())
+    entry = manifest.pop("ngrams")
+    assert manifest == work["manifest_before"]  # nothing else changed
+    bloom = BloomFilter.load(str(release / "ngrams-8.bloom"))
+    assert entry == [
+        {
+            "path": "ngrams-8.bloom",
+            **bloom.params.to_dict(),
+            "split": "train",
+            "documents": len(split_texts(release, "train")),
+            "ngrams": sum(max(len(words(t)) - 7, 0) for t in split_texts(release, "train")),
+            "bytes": (release / "ngrams-8.bloom").stat().st_size,
+            "sha256": sha256(release / "ngrams-8.bloom"),
+        }
+    ]
+    assert main(["verify", str(work["work"])]) == 0
+    assert "verify: ok" in capsys.readouterr().out
+    assert not [p.name for p in release.iterdir() if p.name.startswith(".") or ".tmp" in p.name]
+
+
+def test_same_bytes_on_two_workers_and_on_a_rerun(work, tmp_path):
+    copy = tmp_path / "release"
+    shutil.copytree(work["release"], copy)
+    (copy / "ngrams-8.bloom").unlink()
+    assert main(["ngrams", "--release", str(copy), *MULTI]) == 0
+    for name in ("ngrams-8.bloom", "manifest.json"):
+        assert sha256(copy / name) == sha256(work["release"] / name)
+    assert main(["ngrams", "--release", str(copy)]) == 0  # a rerun replaces its entry, byte for byte
+    assert sha256(copy / "manifest.json") == sha256(work["release"] / "manifest.json")
+
+
+def test_refuses_a_filter_over_the_memory_limit_before_building(work, tmp_path, capsys):
+    copy = tmp_path / "release"
+    shutil.copytree(work["release"], copy)
+    manifest = (copy / "manifest.json").read_bytes()
+    assert main(["ngrams", "--release", str(copy), "--n", "5", "--max-memory", "10KiB"]) == 2
+    out, err = capsys.readouterr()
+    assert "building holds up to" in out  # the plan is printed first
+    assert err.startswith(f"webtext ngrams: error: {copy}: the 5-gram filter needs ")
+    assert "over --max-memory 10.0 KiB" in err and len(err.strip().splitlines()) == 1
+    assert (copy / "manifest.json").read_bytes() == manifest
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in work["release"].iterdir())
+
+
+@pytest.fixture(scope="module")
+def report(work, tmp_path_factory):
+    """overlap of val documents with 3 train documents among them, LAMBADA, and PTB test vs PTB valid."""
+    release = work["release"]
+    out = tmp_path_factory.mktemp("overlap")
+    mixed = out / "mixed.jsonl"
+    texts = split_texts(release, "val") + split_texts(release, "train")[:3]
+    mixed.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    args = ["--release", str(work["work"]), "--eval", f"mixed={mixed}", "--eval", f"lambada={LAMBADA}"]
+    args += ["--eval", f"ptb={PTB_TEST}", "--build-from", f"ptb={PTB_VALID}", "--fpr-check", "100000"]
+    assert main(["overlap", *args, "--out", str(out / "bloom")]) == 0
+    assert main(["overlap", *args, "--exact", "--out", str(out / "exact")]) == 0
+    load = lambda kind: json.loads((out / kind / "overlap.json").read_text())  # noqa: E731
+    return {"out": out, "texts": texts, "bloom": load("bloom"), "exact": load("exact")}
+
+
+def test_overlap_with_the_filter_equals_the_exact_sets(report):
+    for name in ("mixed", "lambada", "ptb"):
+        for index in ("release", "ptb"):
+            bloom, exact = report["bloom"]["evals"][name], report["exact"]["evals"][name]
+            assert bloom["ngrams"] == exact["ngrams"]
+            assert bloom["overlap"][index] == exact["overlap"][index], (name, index)
+    assert report["bloom"]["indexes"]["release"]["fpr_check"]["hits"] == 0
+    assert report["exact"]["indexes"]["release"]["method"] == "exact"
+
+
+def test_dirty_examples_are_the_training_documents(report):
+    mixed = report["bloom"]["evals"]["mixed"]
+    assert mixed["examples"] == len(report["texts"]) and mixed["dirty_examples"] >= 3
+    dirty = (report["out"] / "bloom" / "mixed.dirty.jsonl").read_text().splitlines()
+    clean = (report["out"] / "bloom" / "mixed.clean.jsonl").read_text().splitlines()
+    assert len(dirty) + len(clean) == len(report["texts"])
+    assert [json.loads(line)["text"] for line in dirty[-3:]] == report["texts"][-3:]
+    rows = [
+        json.loads(line)
+        for line in (report["out"] / "bloom" / "mixed.examples.jsonl").read_text().splitlines()
+    ]
+    assert all(r["found"]["release"] == r["ngrams"] for r in rows[-3:])
+    assert [r["line"] for r in rows] == list(range(1, len(report["texts"]) + 1))
+
+
+def test_the_markdown_table_has_the_own_train_split_row(report):
+    table = (report["out"] / "bloom" / "overlap.md").read_text()
+    ptb = report["bloom"]["evals"]["ptb"]["overlap"]["ptb"]["percent"]
+    assert "| training set | mixed | lambada | ptb |" in table
+    assert f"| own train split |  |  | {ptb:.2f}% |" in table
+    assert ptb == 0.0  # the first 200 sentences of PTB test and valid share no 8-gram
+
+
+def test_samples_report_memorization(work, tmp_path, capsys):
+    samples = tmp_path / "generated.txt"
+    copied = split_texts(work["release"], "train")[0].split("\n")[0]
+    samples.write_text(f"{copied}\nan original sentence that no document of the release contains at all\n")
+    assert (
+        main(["overlap", "--release", str(work["work"]), "--samples", str(samples), "--fpr-check", "0"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "| generated samples found in | generated |" in out and "| release train split | " in out
+    percent = float(out.split("| release train split | ")[1].split("%")[0])
+    expected = 100 * max(len(words(copied)) - 7, 0) / (max(len(words(copied)) - 7, 0) + 5)
+    assert percent == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--eval", "lambada"], "--eval lambada: expected NAME=PATH"),
+        (["--eval", "x=/nonexistent/eval.txt"], "/nonexistent/eval.txt: cannot read"),
+        (["--eval", f"a={LAMBADA}", "--n", "13"], "no 13-gram filter in the manifest"),
+        ([], "nothing to measure"),
+    ],
+)
+def test_bad_overlap_input_is_one_line(work, capsys, args, message):
+    assert main(["overlap", "--release", str(work["work"]), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib import resources
 
 from corpus.errors import InputError
+from pipelines.build import add_build_parser
 from pipelines.cli_ngrams import add_ngrams_parser, add_overlap_parser
 from pipelines.cli_stages import (
     add_dedup_parser,
@@ -27,6 +28,7 @@ from pipelines.cli_stages import (
 )
 from pipelines.commands import log, positive_int, run_and_report
 from training.cli import add_export_parser, add_train_parser
+from training.cli_finetune import add_finetune_parser
 
 # Named flag bundles. The WebText replication: GPT-2 used links created before 2018 with >= 3 karma.
 PRESETS = {
@@ -179,51 +181,73 @@ def run_reddit_command(args: argparse.Namespace, beam_args: list[str]) -> int:
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", allow_abbrev=False, help="run the chain built so far on the embedded sample")
     p.add_argument("--out", default="build/demo", metavar="DIR")
+    p.add_argument("--train-steps", type=positive_int, default=300, help="steps of the tiny model")
     p.set_defaults(handler=run_demo_command)
 
 
+def run_step(argv: list[str], beam_args: list[str]) -> int:
+    """Run one `webtext` command line in this process (build and demo chain stages this way)."""
+    step_args = build_parser().parse_args(argv)
+    return step_args.handler(step_args, beam_args)
+
+
 def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    """links -> fetch (the sample's WARC, no network) -> extract -> dedup -> filter -> release -> verify ->
-    ngrams -> overlap of the bundled evaluation samples."""
+    """build (links .. ngrams on the sample, its WARC instead of the network) -> verify -> overlap of the
+    bundled evaluation samples -> train the tiny model on the release."""
     sample = resources.files("corpus") / "sample"
+    out = args.out
     steps = [
-        ["links", "--dumps", f"{sample}/reddit/*", "--out", args.out],
-        ["fetch", "--links", args.out, "--from-warc", f"{sample}/warc/*.warc.gz", "--out", args.out],
-        ["extract", "--fetch", args.out, "--out", args.out],
-        ["dedup", "--docs", args.out, "--out", args.out],
-        ["filter", "--docs", args.out, "--out", args.out],
         [
-            "release",
-            "--docs",
-            args.out,
+            "build",
+            "--dumps",
+            f"{sample}/reddit/*",
+            "--from-warc",
+            f"{sample}/warc/*.warc.gz",
             "--out",
-            args.out,
-            "--val-fraction",
-            "0.2",
-            "--tokenizer",
-            "train:2000",
+            out,
+            "--stage-flags",
+            "release=--val-fraction 0.2 --tokenizer train:2000",
+            "--force",  # the demo shows every stage; `webtext build` alone skips complete ones
         ],
-        ["verify", args.out],
-        ["ngrams", "--release", args.out],
+        ["verify", out],
         [
             "overlap",
             "--release",
-            args.out,
+            out,
             "--eval",
             f"lambada={sample}/eval/lambada_test.first200.jsonl",
             "--eval",
             f"webtext={sample}/eval/webtext.test.first200.jsonl",
             "--out",
-            f"{args.out}/overlap",
+            f"{out}/overlap",
+        ],
+        [
+            "train",
+            "--data",
+            f"{out}/release",
+            "--out",
+            f"{out}/train",
+            "--preset",
+            "tiny",
+            "--seq-len",
+            "64",
+            "--max-steps",
+            str(args.train_steps),
+            "--warmup-steps",
+            "20",
+            "--lr",
+            "3e-3",
+            "--log-every",
+            "50",
+            "--eval-every",
+            "100",
+            "--save-every",
+            "100",
         ],
     ]
-    print(
-        "demo: links -> fetch (the sample WARC) -> extract -> dedup -> filter -> release -> ngrams -> overlap"
-        f" on {sample}\n"
-    )
+    print(f"demo: build (links -> ... -> ngrams) -> verify -> overlap -> train, on {sample}\n")
     for step in steps:
-        step_args = build_parser().parse_args(step)
-        code = step_args.handler(step_args, beam_args)
+        code = run_step(step, beam_args if step[0] not in ("train",) else [])
         if code:
             return code
         print()
@@ -245,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_verify_parser,
         add_ngrams_parser,
         add_overlap_parser,
+        add_build_parser,
         add_train_parser,
         add_export_parser,
+        add_finetune_parser,
         add_demo_parser,
     )
     for add in adders:

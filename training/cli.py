@@ -96,7 +96,7 @@ def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
     result = train(config)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return 0
-    print(f"train: {result.steps} steps, {result.tokens:,} tokens, last train loss {result.last_loss}")
+    print(f"train: {result.steps} steps, {result.tokens:,} tokens, last train loss {result.last_loss:.4f}")
     if result.val_loss is not None:
         print(f"train: val loss {result.val_loss:.4f} (nats/token)")
     if args.sample_tokens > 0:

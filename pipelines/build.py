@@ -1,0 +1,185 @@
+"""`webtext build`: links -> fetch -> extract -> dedup -> filter -> release -> ngrams, resumable.
+
+Each stage runs exactly as its own command would (same flags, same outputs under DIR). `DIR/build.json`
+records every stage's command line, state (running / complete), seconds and counts. A rerun skips a stage
+whose record says complete with the same command line and whose outputs are still there, and redoes a stage
+that was running when the build stopped (its output may be partial) together with every stage after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable
+
+from corpus.errors import InputError
+
+STAGES = ("links", "fetch", "extract", "dedup", "filter", "release", "ngrams")
+RECORD = "build.json"
+# The file each stage publishes with its outputs (all published together after the stage succeeded).
+OUTPUT = {
+    "links": "links/stats.json",
+    "fetch": "fetch/stats.json",
+    "extract": "docs/stats.json",
+    "dedup": "dedup/stats.json",
+    "filter": "filter/stats.json",
+    "release": "release/manifest.json",
+    "ngrams": "release/manifest.json",
+}
+
+
+def add_build_parser(sub) -> None:
+    p = sub.add_parser(
+        "build",
+        allow_abbrev=False,
+        help="links -> fetch -> extract -> dedup -> filter -> release -> ngrams, resumable (Beam)",
+    )
+    p.add_argument("--dumps", action="append", required=True, metavar="GLOB", help="Pushshift dumps")
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory: one subdirectory per stage")
+    p.add_argument(
+        "--from-warc", action="append", metavar="GLOB", help="fetch from existing WARC files, not the network"
+    )
+    p.add_argument(
+        "--stage-flags",
+        action="append",
+        default=[],
+        metavar='STAGE="FLAGS"',
+        help='extra flags for one stage, e.g. release="--tokenizer train:32000"; repeatable',
+    )
+    p.add_argument("--force", action="store_true", help="rerun every stage, even complete ones")
+    p.set_defaults(handler=run_build_command)
+
+
+def run_build_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.cli import run_step  # the CLI owns every stage's parser
+
+    return run_build(args, beam_args, run_step)
+
+
+def stage_flags(values: list[str]) -> dict[str, list[str]]:
+    flags: dict[str, list[str]] = {}
+    for value in values:
+        stage, sep, text = value.partition("=")
+        if not sep or stage not in STAGES:
+            known = ", ".join(STAGES)
+            raise InputError(f'--stage-flags {value!r}: expected STAGE="FLAGS", STAGE one of {known}')
+        flags.setdefault(stage, []).extend(shlex.split(text))
+    return flags
+
+
+def build_steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(stage, command line) of every stage, in order."""
+    out, extra = args.out, stage_flags(args.stage_flags)
+    fetch = ["fetch", "--links", out, "--out", out]
+    for pattern in args.from_warc or ():
+        fetch += ["--from-warc", pattern]
+    steps = {
+        "links": ["links", *(x for d in args.dumps for x in ("--dumps", d)), "--out", out],
+        "fetch": fetch,
+        "extract": ["extract", "--fetch", out, "--out", out],
+        "dedup": ["dedup", "--docs", out, "--out", out],
+        "filter": ["filter", "--docs", out, "--out", out],
+        "release": ["release", "--docs", out, "--out", out],
+        "ngrams": ["ngrams", "--release", out],
+    }
+    return [(stage, steps[stage] + extra.get(stage, [])) for stage in STAGES]
+
+
+def _read_record(out: str) -> dict:
+    path = os.path.join(out, RECORD)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except ValueError as exc:
+        raise InputError(f"{path}: unreadable build record ({exc}); remove it to rebuild") from None
+
+
+def _write_record(out: str, record: dict) -> None:
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, RECORD)
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(f"{path}.tmp", path)
+
+
+def _counts(out: str, stage: str, argv: list[str]) -> dict:
+    """in/out of a finished stage, from what it published (ngrams: documents in, distinct n-grams out)."""
+    if stage == "ngrams":
+        with open(os.path.join(out, "release", "manifest.json"), encoding="utf-8") as handle:
+            filters = json.load(handle)["ngrams"]
+        entry = next(e for e in filters if str(e["n"]) == _ngram_n(argv))
+        return {"in": entry["documents"], "out": entry["items"]}
+    with open(os.path.join(out, OUTPUT[stage].replace("manifest.json", "stats.json")), encoding="utf-8") as f:
+        stats = json.load(f)
+    return {"in": stats["in"], "out": stats["out"]}
+
+
+def _is_complete(out: str, stage: str, argv: list[str], done: dict | None) -> bool:
+    if not done or done.get("state") != "complete" or done.get("argv") != argv:
+        return False
+    if stage == "ngrams":
+        return os.path.exists(os.path.join(out, "release", f"ngrams-{_ngram_n(argv)}.bloom"))
+    return os.path.exists(os.path.join(out, OUTPUT[stage]))
+
+
+def _ngram_n(argv: list[str]) -> str:
+    return argv[argv.index("--n") + 1] if "--n" in argv else "8"
+
+
+def run_build(
+    args: argparse.Namespace, beam_args: list[str], run_step: Callable[[list[str], list[str]], int]
+) -> int:
+    """Run the stages in order through `run_step(argv, beam_args)`, skipping complete ones."""
+    record = {} if args.force else _read_record(args.out)
+    redo_rest, skipped = False, set()
+    for stage, argv in build_steps(args):
+        if not redo_rest and _is_complete(args.out, stage, argv, record.get(stage)):
+            print(f"build: {stage}: complete with the same flags, skipped\n")
+            skipped.add(stage)
+            continue
+        if record.get(stage, {}).get("state") == "running":
+            print(f"build: {stage}: the last build stopped inside this stage; running it again")
+        redo_rest = True  # a rerun stage changes what every later stage reads
+        record[stage] = {"argv": argv, "state": "running"}
+        _write_record(args.out, record)
+        started = time.monotonic()
+        code = run_step(argv, beam_args)
+        if code:
+            return code
+        record[stage] = {
+            "argv": argv,
+            "state": "complete",
+            "seconds": round(time.monotonic() - started, 1),
+            **_counts(args.out, stage, argv),
+        }
+        _write_record(args.out, record)
+        print()
+    _record_in_manifest(args.out, record)
+    print(summary(record, skipped))
+    return 0
+
+
+def _record_in_manifest(out: str, record: dict) -> None:
+    """The per-stage counts go into the release's manifest; the seconds stay in build.json, since a manifest
+    that changed with the machine's speed could not be byte-identical between runs."""
+    from pipelines.ngrams import read_manifest, write_manifest
+
+    release = os.path.join(out, "release")
+    manifest = read_manifest(release)
+    manifest["build"] = {stage: {"in": record[stage]["in"], "out": record[stage]["out"]} for stage in STAGES}
+    write_manifest(release, manifest)
+
+
+def summary(record: dict, skipped: set[str]) -> str:
+    lines = ["build: stage        seconds          in         out"]
+    for stage in STAGES:
+        entry = record[stage]
+        seconds = "  skipped" if stage in skipped else f"{entry['seconds']:9.1f}"
+        lines.append(f"build: {stage:<10} {seconds} {entry['in']:>11,} {entry['out']:>11,}")
+    return "\n".join(lines)

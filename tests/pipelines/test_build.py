@@ -1,0 +1,89 @@
+"""`webtext build` on the embedded sample: the whole chain, resumable, and the same bytes on every runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.build import STAGES
+from pipelines.cli import main
+from tests.conftest import SAMPLE
+
+PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+
+
+def build(out: Path, *extra: str) -> int:
+    return main(
+        [
+            "build",
+            "--dumps", f"{SAMPLE}/*",
+            "--from-warc", f"{SAMPLE.parent}/warc/*.warc.gz",
+            "--out", str(out),
+            "--stage-flags", "release=--val-fraction 0.2 --tokenizer train:2000",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def release_bytes(out: Path) -> dict[str, bytes]:
+    release = out / "release"
+    kept = (".json", ".tar", ".bloom")
+    return {p.name: p.read_bytes() for p in sorted(release.iterdir()) if p.suffix in kept}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build")
+    assert build(out) == 0
+    return out
+
+
+def test_build_runs_every_stage_and_records_counts(built):
+    record = json.loads((built / "build.json").read_text())
+    assert [s for s in STAGES if record[s]["state"] == "complete"] == list(STAGES)
+    manifest = json.loads((built / "release" / "manifest.json").read_text())
+    assert list(manifest["build"]) == sorted(STAGES)
+    assert manifest["build"]["release"] == {"in": record["release"]["in"], "out": record["release"]["out"]}
+    assert all("seconds" not in entry for entry in manifest["build"].values())  # timings stay in build.json
+    assert (built / "release" / "ngrams-8.bloom").is_file()
+    assert main(["verify", str(built)]) == 0
+
+
+def test_a_rerun_skips_complete_stages_and_redoes_a_partial_one(built, capsys):
+    before = release_bytes(built)
+    capsys.readouterr()
+    assert build(built) == 0
+    printed = capsys.readouterr().out
+    assert all(f"build: {stage}: complete with the same flags, skipped" in printed for stage in STAGES)
+    assert release_bytes(built) == before
+
+    # A build that stopped inside dedup: dedup and everything after it run again, earlier stages do not.
+    record = json.loads((built / "build.json").read_text())
+    record["dedup"]["state"] = "running"
+    (built / "build.json").write_text(json.dumps(record))
+    assert build(built) == 0
+    printed = capsys.readouterr().out
+    assert "build: dedup: the last build stopped inside this stage" in printed
+    skipped = [s for s in STAGES if f"build: {s}: complete with the same flags, skipped" in printed]
+    assert skipped == ["links", "fetch", "extract"]
+    assert release_bytes(built) == before
+
+    # A stage whose output went missing is redone too.
+    (built / "filter" / "stats.json").unlink()
+    assert build(built) == 0
+    assert "build: filter: complete" not in capsys.readouterr().out
+    assert release_bytes(built) == before
+
+
+def test_bad_stage_flags_are_one_line(tmp_path, capsys):
+    assert build(tmp_path, "--stage-flags", "nothing=--x") == 2
+    assert "--stage-flags 'nothing=--x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runner", [PORTABLE, MULTI], ids=["portable-loopback", "direct-2-processes"])
+def test_the_whole_build_gives_the_same_release_bytes_on_other_runners(built, tmp_path, runner):
+    assert build(tmp_path / "other", *runner) == 0
+    assert release_bytes(tmp_path / "other") == release_bytes(built)

@@ -40,7 +40,7 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash
 from datasketch.lsh import _optimal_param
 
-from corpus.ngrams import ngrams, stable_hash64, words
+from corpus.ngrams import fmix64, ngrams, stable_hash64, words
 
 SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 EMPTY = np.uint32(0xFFFFFFFF)  # the value of an empty MinHash (no shingles)
@@ -91,16 +91,7 @@ def shingle_hash(shingle: str, k: int) -> int:
     total = 0
     for p, word in zip(_multipliers(k).tolist(), shingle.split(" "), strict=False):
         total = (total + p * stable_hash64(word)) % (1 << 64)
-    return int(_fmix64(np.array([total], dtype=np.uint64))[0]) >> 32
-
-
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finalizer, a bijection that breaks the linearity of the word combination."""
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
+    return int(fmix64(np.array([total], dtype=np.uint64))[0]) >> 32
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -158,7 +149,7 @@ class MinHasher:
         first_shingle = np.cumsum(counts) - counts
         within = np.arange(int(counts.sum())) - np.repeat(first_shingle, counts)
         starts = np.repeat(doc_starts, counts) + within
-        return (_fmix64(combined[starts]) >> np.uint64(32)).astype(np.uint32), counts
+        return (fmix64(combined[starts]) >> np.uint64(32)).astype(np.uint32), counts
 
     def signatures_of_hashes(self, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Signatures from concatenated uint32 shingle hashes and the number of hashes per document."""

@@ -293,6 +293,7 @@ def verify_release(directory: str, manifest: dict) -> list[str]:
                 problems += _verify_shard(directory, entry)
             except Exception as e:  # noqa: BLE001 - e.g. unreadable file: report it
                 problems.append(f"{entry.get('path', entry)}: cannot verify ({type(e).__name__}: {e})")
+    problems += _verify_files(directory, manifest.get("ngrams") or [])
     try:
         present = sorted(os.listdir(directory))
     except OSError as e:
@@ -302,4 +303,16 @@ def verify_release(directory: str, manifest: dict) -> list[str]:
             problems.append(f"{name}: shard not listed in the manifest")
         elif name.endswith(".tar.tmp"):
             problems.append(f"{name}: leftover temporary shard")
+    return problems
+
+
+def _verify_files(directory: str, entries: list) -> list[str]:
+    """Other files the manifest lists with a sha256 (the n-gram Bloom filters): present and unaltered."""
+    problems = []
+    for entry in entries:
+        path = os.path.join(directory, entry.get("path", ""))
+        if not os.path.isfile(path):
+            problems.append(f"{entry.get('path')}: listed in the manifest but missing")
+        elif file_sha256(path) != (entry.get("sha256"), entry.get("bytes")):
+            problems.append(f"{entry['path']}: sha256 or size differs from the manifest")
     return problems

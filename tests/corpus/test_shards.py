@@ -131,6 +131,21 @@ def test_verify_truncated_shard(tmp_path) -> None:
     _one(verify_release(d, manifest), "train-000000.tar")
 
 
+def test_verify_checks_the_ngram_filter_the_manifest_lists(tmp_path) -> None:
+    from corpus.shards import file_sha256
+
+    d, manifest = _release(tmp_path)
+    bloom = Path(d) / "ngrams-8.bloom"
+    bloom.write_bytes(b"bits" * 100)
+    sha, size = file_sha256(str(bloom))
+    manifest["ngrams"] = [{"path": bloom.name, "sha256": sha, "bytes": size}]
+    assert verify_release(d, manifest) == []
+    bloom.write_bytes(b"bitz" * 100)
+    _one(verify_release(d, manifest), "ngrams-8.bloom")
+    bloom.unlink()
+    _one(verify_release(d, manifest), "ngrams-8.bloom")
+
+
 def test_verify_flipped_byte(tmp_path) -> None:
     d, manifest = _release(tmp_path)
     p = Path(d) / "val-000000.tar"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import time
 from collections.abc import Callable
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from corpus.errors import InputError
 
@@ -88,35 +90,41 @@ def build_steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return [(stage, steps[stage] + extra.get(stage, [])) for stage in STAGES]
 
 
+def _join(*parts: str) -> str:
+    return FileSystems.join(*parts)
+
+
+def _read_json(path: str) -> dict:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
 def _read_record(out: str) -> dict:
-    path = os.path.join(out, RECORD)
-    if not os.path.exists(path):
+    path = _join(out, RECORD)
+    if not FileSystems.exists(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return _read_json(path)
     except ValueError as exc:
         raise InputError(f"{path}: unreadable build record ({exc}); remove it to rebuild") from None
 
 
 def _write_record(out: str, record: dict) -> None:
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, RECORD)
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(f"{path}.tmp", path)
+    """Through Beam's filesystems, so `--out gs://...` works; a one-object write is atomic on object stores
+    and the local filesystem writes it whole before anyone reads it (the build runs in one driver)."""
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    path = _join(out, RECORD)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def _counts(out: str, stage: str, argv: list[str]) -> dict:
     """in/out of a finished stage, from what it published (ngrams: documents in, distinct n-grams out)."""
     if stage == "ngrams":
-        with open(os.path.join(out, "release", "manifest.json"), encoding="utf-8") as handle:
-            filters = json.load(handle)["ngrams"]
+        filters = _read_json(_join(out, "release", "manifest.json"))["ngrams"]
         entry = next(e for e in filters if str(e["n"]) == _ngram_n(argv))
         return {"in": entry["documents"], "out": entry["items"]}
-    with open(os.path.join(out, OUTPUT[stage].replace("manifest.json", "stats.json")), encoding="utf-8") as f:
-        stats = json.load(f)
+    stats = _read_json(_join(out, OUTPUT[stage].replace("manifest.json", "stats.json")))
     return {"in": stats["in"], "out": stats["out"]}
 
 
@@ -124,8 +132,8 @@ def _is_complete(out: str, stage: str, argv: list[str], done: dict | None) -> bo
     if not done or done.get("state") != "complete" or done.get("argv") != argv:
         return False
     if stage == "ngrams":
-        return os.path.exists(os.path.join(out, "release", f"ngrams-{_ngram_n(argv)}.bloom"))
-    return os.path.exists(os.path.join(out, OUTPUT[stage]))
+        return FileSystems.exists(_join(out, "release", f"ngrams-{_ngram_n(argv)}.bloom"))
+    return FileSystems.exists(_join(out, OUTPUT[stage]))
 
 
 def _ngram_n(argv: list[str]) -> str:
@@ -170,7 +178,7 @@ def _record_in_manifest(out: str, record: dict) -> None:
     that changed with the machine's speed could not be byte-identical between runs."""
     from pipelines.ngrams import read_manifest, write_manifest
 
-    release = os.path.join(out, "release")
+    release = _join(out, "release")
     manifest = read_manifest(release)
     manifest["build"] = {stage: {"in": record[stage]["in"], "out": record[stage]["out"]} for stage in STAGES}
     write_manifest(release, manifest)

@@ -17,14 +17,24 @@ Shuffling. Documents are shuffled in blocks of `shuffle_buffer` consecutive docu
 each block is permuted with (seed, epoch, reader, block). shuffle_buffer=1 turns shuffling off (shards in
 manifest order, documents in file order), for validation.
 
-Resume. A reader's state is a handful of integers: the epoch, where its current block starts (shard, sample),
-the block's index, the document inside the block and how many of its tokens (EOT included) are already in
-batches. The packing remainder is always the tail of that document, so it is rebuilt, not stored, and the
-shuffle buffer is stored as a reference (its start), not as tokens. Restoring re-opens the shard, skips
-`sample` samples (headers only; a remote file is still read up to there) and re-reads one block (at most
-`shuffle_buffer` documents); no batch is replayed. torchdata's StatefulDataLoader saves one such state per
-worker (and per rank through the trainer's checkpoint); the state is plain ints, loadable with
-`torch.load(weights_only=True)`.
+Resume. A reader reads a range of blocks of one part: the part of reader `part` of `parts` in `epoch`, from
+block `block` to block `end` (a normal reader: its own whole part). Its state is a handful of integers: that
+range, where the current block starts (shard, sample), the document inside the block and how many of its
+tokens (EOT included) are already in batches; then the ranges still `pending` (only after an elastic resume)
+and the epoch it starts next as itself. The packing remainder is always the tail of that document, so it is
+rebuilt, not stored, and the shuffle buffer is stored as a reference (its start), not as tokens. Restoring
+re-opens the shard, skips `sample` samples (headers only; a remote file is still read up to there) and
+re-reads one block (at most `shuffle_buffer` documents); no batch is replayed. torchdata's
+StatefulDataLoader saves one such state per worker (and per rank through the trainer's checkpoint); the
+state is ints and lists of ints, loadable with `torch.load(weights_only=True)`. With the same readers (world
+size and num_workers) a resume is exact: the same batches as an uninterrupted run.
+
+Elastic resume (another world size or num_workers): training/elastic.py re-deals what every reader had left
+of its epoch to the new readers; a block is read by whoever holds it, with the same permutation key.
+
+Tracing. With WEBTEXT_TRACE_DOCUMENTS=DIR every batch a ReleaseLoader hands over is recorded as lines
+"epoch<TAB>key<TAB>start<TAB>end" (token offsets in the document followed by its EOT) appended to
+DIR/{split}-{rank}-of-{world_size}.tsv; the elastic test proves exactly-once coverage with it.
 
 Damage. A missing shard, or one that cannot be read, decodes to a wrong document count (checked against the
 manifest) or holds a token id outside the vocabulary fails with one InputError line naming the shard. With
@@ -36,9 +46,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count, islice
+from pathlib import Path
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -54,7 +67,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHUFFLE_BUFFER = 1000
 TOKENS_SUFFIX = ".tokens.npy"
-POSITION_KEYS = ("epoch", "shard", "sample", "block", "doc", "token", "skipped_shards")
+RANGE_KEYS = ("epoch", "part", "parts", "shard", "sample", "block", "end", "doc", "token")
+STATE_KEYS = ("reader", "num_readers", "seed", "shuffle_buffer", *RANGE_KEYS,
+              "skipped_shards", "next_epoch", "pending")  # fmt: skip
+TRACE_ENV = "WEBTEXT_TRACE_DOCUMENTS"
 
 
 class ShardError(InputError):
@@ -205,19 +221,42 @@ class ReaderStream:
         bases = np.cumsum([0] + [e["docs"] for e in shards])[:-1].tolist()
         return shards, bases, self.num_readers
 
-    def documents(
-        self, epoch: int, shard: int = 0, sample: int = 0
-    ) -> Iterator[tuple[tuple[int, int], str, np.ndarray]]:
-        """((shard position, sample index), key, tokens) of this reader's documents of `epoch`, in file order,
-        from sample `sample` of its `shard`-th shard on."""
+    def num_blocks(self, epoch: int) -> int:
+        """Blocks of this reader's part of `epoch`, from the manifest's counts."""
         shards, bases, stride = self.part(epoch)
         mine = self.reader % stride
+        docs = sum(_count(b, b + e["docs"], mine, stride) for e, b in zip(shards, bases, strict=True))
+        return -(-docs // self.shuffle_buffer)
+
+    def block_start(self, epoch: int, block: int) -> tuple[int, int]:
+        """(shard position, sample index) of the first document of block `block` of `epoch`, from the
+        manifest's counts; (number of shards, 0) past the last block."""
+        shards, bases, stride = self.part(epoch)
+        mine, k = self.reader % stride, block * self.shuffle_buffer  # k: the block's first document
+        for position, (entry, base) in enumerate(zip(shards, bases, strict=True)):
+            docs = _count(base, base + entry["docs"], mine, stride)
+            if k < docs:
+                return position, (mine - base) % stride + k * stride
+            k -= docs
+        return len(shards), 0
+
+    def documents(
+        self, epoch: int, shard: int = 0, sample: int = 0, stop: tuple[int, int] | None = None
+    ) -> Iterator[tuple[tuple[int, int], str, np.ndarray]]:
+        """((shard position, sample index), key, tokens) of this reader's documents of `epoch`, in file order,
+        from sample `sample` of its `shard`-th shard on, up to (not including) position `stop`."""
+        shards, bases, stride = self.part(epoch)
+        mine, stop = self.reader % stride, stop or (len(shards), 0)
         for position in range(shard, len(shards)):
             entry, base = shards[position], bases[position]
+            if (position, 0) >= stop:
+                return
             try:
                 for index, key, tokens in read_shard_tokens(
                     entry, self.release.vocab_size, sample if position == shard else 0
                 ):
+                    if (position, index) >= stop:
+                        return
                     if (base + index) % stride == mine:
                         yield (position, index), key, tokens
             except ShardError as e:
@@ -227,11 +266,11 @@ class ReaderStream:
                 log.warning("skipping %s", e)
 
     def blocks(
-        self, epoch: int, shard: int = 0, sample: int = 0, block: int = 0
+        self, epoch: int, shard: int = 0, sample: int = 0, block: int = 0, stop: tuple[int, int] | None = None
     ) -> Iterator[tuple[int, tuple[int, int], list[tuple[str, np.ndarray]]]]:
         """(block index, its start (shard position, sample index), its documents in shuffled order) of
-        `epoch`, starting with block number `block` at (`shard`, `sample`)."""
-        docs = self.documents(epoch, shard, sample)
+        `epoch`, starting with block number `block` at (`shard`, `sample`), up to position `stop`."""
+        docs = self.documents(epoch, shard, sample, stop)
         for index in count(block):
             chunk = list(islice(docs, self.shuffle_buffer))
             if not chunk:
@@ -240,6 +279,11 @@ class ReaderStream:
             if self.shuffle:
                 order = np.random.default_rng([self.seed, epoch, self.reader, index]).permutation(len(chunk))
             yield index, chunk[0][0], [chunk[i][1:] for i in order]
+
+
+def _count(low: int, high: int, residue: int, modulus: int) -> int:
+    """How many g in [low, high) have g % modulus == residue (low >= 0, residue < modulus)."""
+    return (high - residue + modulus - 1) // modulus - (low - residue + modulus - 1) // modulus
 
 
 def reader_documents(
@@ -263,7 +307,8 @@ class PackedDataset(IterableDataset):
     dtype (ReleaseLoader makes (x, y) of them); each DataLoader worker is its own reader.
 
     state_dict()/load_state_dict() give and take the reader's position (see the module docstring);
-    torchdata's StatefulDataLoader calls them in each worker.
+    torchdata's StatefulDataLoader calls them in each worker. When tracing, it yields (rows, spans) instead,
+    spans being the (epoch, key, start, end) document pieces of the rows.
     """
 
     def __init__(
@@ -282,63 +327,106 @@ class PackedDataset(IterableDataset):
         self.release, self.split, self.seq_len, self.micro_batch = release, split, seq_len, micro_batch
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle_buffer, self.skip_corrupt = shuffle_buffer, skip_corrupt
-        self._state: dict[str, int] = {}
+        self.trace = os.environ.get(TRACE_ENV) or None
+        self._state: dict[str, Any] = {}
         self._resume = False
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, Any]:
         return dict(self._state)
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self._state, self._resume = dict(state), bool(state)
+
+    def stream(self, part: int, parts: int) -> ReaderStream:
+        """The documents of part `part` of `parts` (reader `part`'s, when `parts` readers began the epoch)."""
+        return ReaderStream(
+            self.release, self.split, self.seed, part, parts, self.shuffle_buffer, self.skip_corrupt
+        )
+
+    def whole_part(self, epoch: int, part: int, parts: int) -> list[int]:
+        """The range (RANGE_KEYS values) of every block of part `part` of `parts` in `epoch`."""
+        return [epoch, part, parts, 0, 0, 0, self.stream(part, parts).num_blocks(epoch), 0, 0]
+
+    def identity(self, reader: int, num_readers: int) -> dict[str, int]:
+        """What a state must match to be reader `reader` of `num_readers` of this loader."""
+        return dict(
+            reader=reader, num_readers=num_readers, seed=self.seed, shuffle_buffer=self.shuffle_buffer
+        )
+
+    def reader_state(
+        self, reader: int, num_readers: int, current: list[int], pending: list[list[int]], next_epoch: int
+    ) -> dict[str, Any]:
+        """Reader `reader` of `num_readers` reading range `current`, then the `pending` ranges, then its own
+        part of each epoch from `next_epoch` on."""
+        current_range = dict(zip(RANGE_KEYS, current, strict=True))
+        more = {"skipped_shards": 0, "next_epoch": next_epoch, "pending": pending}
+        return self.identity(reader, num_readers) | current_range | more
+
+    def fresh_state(self, reader: int, num_readers: int, epoch: int) -> dict[str, Any]:
+        """Reader `reader` of `num_readers` at the start of its part of `epoch`."""
+        return self.reader_state(
+            reader, num_readers, self.whole_part(epoch, reader, num_readers), [], epoch + 1
+        )
 
     def _reader(self) -> tuple[int, int]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         return self.rank * workers + worker, self.world_size * workers
 
-    def _start(self, stream: ReaderStream) -> dict[str, int]:
+    def _start(self, reader: int, num_readers: int) -> dict[str, Any]:
         """The state to start from: the loaded one (checked to belong to this reader) or the beginning."""
-        identity = {"reader": stream.reader, "num_readers": stream.num_readers, "seed": self.seed}
-        identity["shuffle_buffer"] = self.shuffle_buffer
         if not self._resume:
-            return identity | dict.fromkeys(POSITION_KEYS, 0)
+            return self.fresh_state(reader, num_readers, 0)
         self._resume = False
         saved = self._state
-        if {k: saved.get(k) for k in identity} != identity or not set(POSITION_KEYS) <= saved.keys():
+        identity = self.identity(reader, num_readers)
+        if {k: saved.get(k) for k in identity} != identity or not set(STATE_KEYS) <= saved.keys():
             raise InputError(
                 f"data loader state {saved} is not for this loader ({identity}): resume with the same "
-                "world size, num_workers, seed and shuffle_buffer"
+                "world size, num_workers, seed and shuffle_buffer (training.elastic.load_run_state re-deals "
+                "a run's states to other readers)"
             )
         return dict(saved)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def _next_range(self, state: dict[str, Any]) -> dict[str, Any]:
+        """`state` moved on to its first pending range, or else to its own part of its next epoch."""
+        if pending := state["pending"]:
+            return state | dict(zip(RANGE_KEYS, pending[0], strict=True)) | {"pending": pending[1:]}
+        epoch = state["next_epoch"]
+        whole = self.whole_part(epoch, state["reader"], state["num_readers"])
+        return state | dict(zip(RANGE_KEYS, whole, strict=True)) | {"next_epoch": epoch + 1}
+
+    def __iter__(self) -> Iterator[np.ndarray | tuple[np.ndarray, list]]:
         reader, num_readers = self._reader()
-        stream = ReaderStream(
-            self.release, self.split, self.seed, reader, num_readers, self.shuffle_buffer, self.skip_corrupt
-        )
-        state = self._start(stream)
-        stream.skipped_shards = state["skipped_shards"]
+        state = self._start(reader, num_readers)
         need = self.micro_batch * (self.seq_len + 1)
         eot = np.array(
             [self.release.eot_id], dtype=np.uint16 if self.release.vocab_size <= 1 << 16 else np.uint32
         )
-        epoch, start = state["epoch"], (state["shard"], state["sample"], state["block"])
-        resume: tuple[int, int] | None = (state["doc"], state["token"])
         pieces: list[np.ndarray] = []
+        spans: list[tuple[int, str, int, int]] = []  # only when tracing
         have = 0
         while True:
-            for block, (shard, sample), docs in stream.blocks(epoch, *start):
+            stream = self.stream(state["part"], state["parts"])
+            stream.skipped_shards = state["skipped_shards"]
+            epoch = state["epoch"]
+            start = (state["shard"], state["sample"], state["block"])
+            stop = stream.block_start(epoch, state["end"])
+            resume: tuple[int, int] | None = (state["doc"], state["token"])
+            for block, (shard, sample), docs in stream.blocks(epoch, *start, stop):
                 first, drop = resume or (0, 0)  # the state points into the first block read
                 if first >= len(docs):
                     raise InputError(f"data loader state {state} does not match {self.release.root}")
                 resume = None
                 for doc in range(first, len(docs)):
-                    tokens = docs[doc][1]
+                    key, tokens = docs[doc]
                     length = len(tokens) + 1
                     skip = drop if doc == first else 0
                     if skip < length:
                         pieces += [tokens[skip:], eot]
                         have += length - skip
+                        if self.trace:
+                            spans.append((epoch, key, skip, length))
                     if have < need:
                         continue
                     flat = np.concatenate(pieces)
@@ -346,18 +434,35 @@ class PackedDataset(IterableDataset):
                     for k in range(batches):
                         rest = have - (k + 1) * need  # always a tail of this document
                         self._state = state | {
-                            "epoch": epoch, "shard": shard, "sample": sample, "block": block, "doc": doc,
+                            "shard": shard, "sample": sample, "block": block, "doc": doc,
                             "token": length - rest, "skipped_shards": stream.skipped_shards,
                         }  # fmt: skip
-                        yield flat[k * need : (k + 1) * need].reshape(self.micro_batch, self.seq_len + 1)
+                        rows = flat[k * need : (k + 1) * need].reshape(self.micro_batch, self.seq_len + 1)
+                        yield (rows, _take_spans(spans, need)) if self.trace else rows
                     pieces = [flat[batches * need :]]
                     have = len(pieces[0])
-            if resume is not None:  # the epoch gave no block at all
+            if resume is not None:  # the range gave no block at all
                 raise InputError(
-                    f"{self.release.root}: split {self.split!r} gives reader {reader} of {num_readers} no "
-                    f"documents in epoch {epoch} (fewer documents than readers, or every shard skipped)"
+                    f"{self.release.root}: split {self.split!r} gives reader {state['part']} of "
+                    f"{state['parts']} no documents in epoch {epoch} (fewer documents than readers, or every "
+                    "shard skipped)"
                 )
-            epoch, start, resume = epoch + 1, (0, 0, 0), (0, 0)
+            state = self._next_range(state | {"skipped_shards": stream.skipped_shards})
+
+
+def _take_spans(spans: list[tuple[int, str, int, int]], tokens: int) -> list[tuple[int, str, int, int]]:
+    """Take the first `tokens` tokens' (epoch, key, start, end) document pieces off `spans`."""
+    taken = []
+    while tokens:
+        epoch, key, start, end = spans[0]
+        n = min(tokens, end - start)
+        taken.append((epoch, key, start, start + n))
+        if start + n == end:
+            spans.pop(0)
+        else:
+            spans[0] = (epoch, key, start + n, end)
+        tokens -= n
+    return taken
 
 
 def _as_is(rows: np.ndarray) -> np.ndarray:
@@ -401,7 +506,11 @@ class ReleaseLoader(StatefulDataLoader):
         batches = super().__iter__()
         while True:
             try:
-                rows = torch.from_numpy(next(batches).astype(np.int64))
+                rows = next(batches)
+                if self.dataset.trace:
+                    rows, spans = rows
+                    self._trace(spans)
+                rows = torch.from_numpy(rows.astype(np.int64))
             except StopIteration:
                 return
             except InputError as e:
@@ -417,13 +526,20 @@ class ReleaseLoader(StatefulDataLoader):
             message = message.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
         raise error(message)
 
+    def _trace(self, spans: list[tuple[int, str, int, int]]) -> None:
+        d = self.dataset
+        path = Path(d.trace) / f"{d.split}-{d.rank}-of-{d.world_size}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{epoch}\t{key}\t{start}\t{end}\n" for epoch, key, start, end in spans)
 
-def reader_states(loader_state: dict) -> list[dict[str, int]]:
-    """The reader positions in a ReleaseLoader.state_dict(), one per worker (epoch, skipped_shards, ...)."""
-    if loader_state.get("dataset_state"):  # num_workers=0
-        return [loader_state["dataset_state"]]
-    workers = loader_state.get("_snapshot", {}).get("_worker_snapshots", {})
-    return [w["dataset_state"] for _, w in sorted(workers.items()) if w.get("dataset_state")]
+
+def reader_states(loader_state: dict) -> list[dict[str, Any]]:
+    """The reader positions in a ReleaseLoader.state_dict(), one per worker that has delivered a batch."""
+    if "dataset_state" in loader_state:  # num_workers=0
+        return [loader_state["dataset_state"]] if loader_state["dataset_state"] else []
+    workers = loader_state.get("_snapshot", {}).get("_worker_snapshots", {}).values()
+    return [w["dataset_state"] for w in sorted(workers, key=lambda w: w["worker_id"]) if w["dataset_state"]]
 
 
 def build_loader(

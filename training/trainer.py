@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import torch
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -44,6 +46,7 @@ from training.distributed import (
     shutdown,
     wrap_model,
 )
+from training.elastic import load_run_state
 from training.metrics import MetricsLog, device_peak_flops, plot_loss_curve
 from training.model import GPT, GPTConfig, preset
 from training.optim import build_optimizer, lr_at, set_lr
@@ -191,19 +194,41 @@ class Run:
         barrier(self.env)
 
     def restore(self, directory: Path) -> None:
+        """Continue from a checkpoint: exactly with the same world size and num_workers, else elastically
+        (training/elastic.py: the rest of the epoch re-dealt to the new readers, each document once)."""
         state = load_checkpoint(directory)
-        if state["world_size"] != self.env.world_size:
-            raise InputError(
-                f"{directory}: written by {state['world_size']} ranks, resumed with {self.env.world_size}; "
-                "exact resume needs the same world size"
-            )
         set_model_state_dict(self.gpt, state["model"], options=StateDictOptions(full_state_dict=True))
         set_optimizer_state_dict(
             self.gpt, self.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True)
         )
-        self.loader.load_state_dict(state["loaders"][self.env.rank])
-        set_rng_state(state["rng"][self.env.rank])
         self.step, self.tokens = state["step"], state["tokens"]
+        redealt = load_run_state(self.loader, state["loaders"])
+        if state["world_size"] == self.env.world_size:
+            set_rng_state(state["rng"][self.env.rank])
+        else:  # new ranks: every generator seeded from (seed, step, rank), so a rerun repeats them
+            rank_seed = int(
+                np.random.SeedSequence([self.config.seed, self.step, self.env.rank]).generate_state(1)[0]
+            )
+            random.seed(rank_seed)
+            np.random.seed(rank_seed)
+            torch.manual_seed(rank_seed)  # CUDA generators too
+        if redealt and self.env.is_main:
+            kept = (
+                "kept by --global-batch-tokens"
+                if self.config.global_batch_tokens
+                else "micro-batch x seq-len x ranks"
+            )
+            log.info(
+                "elastic resume from %s: %d rank(s) -> %d; the rest of the epoch is re-dealt to the new data "
+                "readers (each document still exactly once); global batch %d tokens (%s), gradient "
+                "accumulation %d; not bitwise identical to an uninterrupted run",
+                directory,
+                state["world_size"],
+                self.env.world_size,
+                self.tokens_per_step,
+                kept,
+                self.grad_accum,
+            )
         log.info("resumed from %s at step %d", directory, self.step)
 
     # --- steps ---------------------------------------------------------------------------------------------

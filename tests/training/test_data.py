@@ -238,3 +238,14 @@ def test_skip_corrupt_skips_counts_and_warns(tmp_path, release_dir, caplog):
     assert got == want[: len(got)]
     assert reader_states(skipping.state_dict())[0]["skipped_shards"] == 1
     assert any("train-000001.tar: corrupt shard" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("readers", [1, 3, 5, 8])
+def test_block_starts_from_the_manifest_match_the_blocks_read(release, readers):
+    for reader in range(readers):
+        stream = loader(release, shuffle_buffer=3).dataset.stream(reader, readers)
+        for epoch in (0, 1):
+            starts = [start for _, start, _ in stream.blocks(epoch)]
+            assert len(starts) == stream.num_blocks(epoch)
+            assert starts == [stream.block_start(epoch, b) for b in range(len(starts))]
+            assert stream.block_start(epoch, len(starts)) == (len(stream.part(epoch)[0]), 0)

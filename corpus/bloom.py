@@ -22,7 +22,8 @@ that is absent is rejected after ~2 probes on average (each probe passes with th
 
 File: a 64-byte little-endian header (`HEADER`: magic, version, n, bits, hashes, items, fpr bound, hash
 function name), then the B bytes of the array (bit j of the filter is bit j mod 8 of byte j // 8). `load`
-maps the array read-only with numpy, so a filter larger than memory can still be queried.
+maps the array read-only with numpy, so a filter larger than memory can still be queried; `save_to` and
+`read_from` write and read the same bytes through a file object (how pipelines/ reaches gs://, s3://, ...).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -171,14 +173,18 @@ class BloomFilter:
         )
         return ones / self.params.bits
 
-    def save(self, path: str) -> None:
-        """Write the header and the array to `path` (through a temporary file, renamed when complete)."""
+    def save_to(self, handle: BinaryIO) -> None:
+        """Write the file's bytes (the header, then the array) to a binary file object."""
         p = self.params
         header = HEADER.pack(MAGIC, VERSION, p.n, p.bits, p.hashes, 0, p.items, p.fpr, _hash_name(p.hash))
+        handle.write(header)
+        handle.write(memoryview(self.array))
+
+    def save(self, path: str) -> None:
+        """Write the filter to `path` (through a temporary file, renamed when complete)."""
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as handle:
-            handle.write(header)
-            handle.write(memoryview(self.array))
+            self.save_to(handle)
         os.replace(tmp, path)
 
     @classmethod
@@ -190,24 +196,48 @@ class BloomFilter:
             size = os.path.getsize(path)
         except OSError as err:
             raise BloomFormatError(f"{path}: cannot read the Bloom filter ({err.strerror})") from None
-        if len(head) < HEADER.size or head[:8] != MAGIC:
-            raise BloomFormatError(f"{path}: not a webtext Bloom filter (bad magic)")
-        magic, version, n, bits, hashes, _, items, fpr, name = HEADER.unpack(head)
-        if version != VERSION:
-            raise BloomFormatError(f"{path}: Bloom filter format version {version}, this reads {VERSION}")
-        params = BloomParams(n, bits, hashes, items, fpr, name.rstrip(b"\x00").decode("ascii"))
-        if size != HEADER.size + params.nbytes:
-            raise BloomFormatError(
-                f"{path}: {size} bytes, the header promises {HEADER.size + params.nbytes} (truncated?)"
-            )
+        params = _read_header(head, path)
+        _check_size(size, params, path)
         if mmap and params.nbytes:
             array = np.memmap(path, dtype=np.uint8, mode="r", offset=HEADER.size, shape=(params.nbytes,))
         else:
             array = np.fromfile(path, dtype=np.uint8, offset=HEADER.size, count=params.nbytes)
+        return cls._checked(params, array, path)
+
+    @classmethod
+    def read_from(cls, handle: BinaryIO, name: str) -> BloomFilter:
+        """Read a filter from a binary file object at its start, the whole array into memory (for files on
+        storage that cannot be mapped); `name` names the file in errors."""
+        params = _read_header(handle.read(HEADER.size), name)
+        array = np.empty(params.nbytes, dtype=np.uint8)
+        view, got = memoryview(array), 0
+        while got < params.nbytes and (count := handle.readinto(view[got:])):
+            got += count
+        _check_size(HEADER.size + got + len(handle.read()), params, name)
+        return cls._checked(params, array, name)
+
+    @classmethod
+    def _checked(cls, params: BloomParams, array: np.ndarray, name: str) -> BloomFilter:
         try:
             return cls(params, array)
         except ValueError as err:
-            raise BloomFormatError(f"{path}: {err}") from None
+            raise BloomFormatError(f"{name}: {err}") from None
+
+
+def _read_header(head: bytes, name: str) -> BloomParams:
+    if len(head) < HEADER.size or head[:8] != MAGIC:
+        raise BloomFormatError(f"{name}: not a webtext Bloom filter (bad magic)")
+    magic, version, n, bits, hashes, _, items, fpr, hash_name = HEADER.unpack(head)
+    if version != VERSION:
+        raise BloomFormatError(f"{name}: Bloom filter format version {version}, this reads {VERSION}")
+    return BloomParams(n, bits, hashes, items, fpr, hash_name.rstrip(b"\x00").decode("ascii"))
+
+
+def _check_size(size: int, params: BloomParams, name: str) -> None:
+    promised = HEADER.size + params.nbytes
+    if size != promised:
+        why = " (truncated?)" if size < promised else ""
+        raise BloomFormatError(f"{name}: {size} bytes, the header promises {promised}{why}")
 
 
 def _hash_name(name: str) -> bytes:

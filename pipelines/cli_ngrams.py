@@ -9,7 +9,7 @@ import os
 import re
 import time
 
-from corpus.bloom import BloomFilter, BloomFormatError
+from corpus.bloom import BloomFormatError
 from corpus.errors import InputError
 from corpus.overlap import (
     BloomIndex,
@@ -72,6 +72,8 @@ def add_ngrams_parser(sub) -> None:
 
 
 def run_ngrams_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from apache_beam.io.filesystems import FileSystems
+
     from pipelines.ngrams import NgramsOptions, release_dir, run_ngrams
 
     started = time.monotonic()
@@ -79,8 +81,8 @@ def run_ngrams_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     log.info("ngrams: %d-grams of the train split of %s", args.n, release)
     entry = run_ngrams(NgramsOptions(release, args.n, args.fpr, args.max_memory), beam_args)
     print(
-        f"ngrams: {os.path.join(release, entry['path'])}: {entry['items']} distinct {entry['n']}-grams of "
-        f"{entry['documents']} documents, {entry['bits']} bits, {entry['hashes']} hashes, "
+        f"ngrams: {FileSystems.join(release, entry['path'])}: {entry['items']} distinct {entry['n']}-grams "
+        f"of {entry['documents']} documents, {entry['bits']} bits, {entry['hashes']} hashes, "
         f"FPR bound {entry['fpr']:g} (recorded in manifest.json)"
     )
     print(f"ngrams: done in {time.monotonic() - started:.1f} s")
@@ -204,8 +206,10 @@ def build_indexes(args: argparse.Namespace) -> dict[str, tuple[NgramIndex, dict]
 
 
 def _load_bloom(path: str, n: int, description: str) -> tuple[NgramIndex, dict]:
+    from pipelines.ngrams import read_filter
+
     try:
-        bloom = BloomFilter.load(path)
+        bloom = read_filter(path)
     except BloomFormatError as err:
         raise InputError(str(err)) from None
     if bloom.params.n != n:

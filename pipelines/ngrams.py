@@ -10,70 +10,101 @@ two documents):
        prints its memory and refuses when it exceeds --max-memory. shards -> hashes -> CombineGlobally
        (`BloomCombine`: every worker fills its own filter, filters merge by bitwise OR) -> the file.
 
-The file is written to a temporary name in the release and renamed when both pipelines succeeded; then
-the manifest gets an `ngrams` entry (n, bits, hashes, hash function, item count, FPR bound, sha256),
-written the way the release stage writes it, so the same release gives byte-identical files.
+The file is written to the release's staging area (`.staging/ngrams-<run>/`, as every stage stages) and
+renamed when both pipelines succeeded; then the manifest gets an `ngrams` entry (n, bits, hashes, hash
+function, item count, FPR bound, sha256), written the way the release stage writes it, so the same release
+gives byte-identical files. Every file goes through Beam's FileSystems, so the release may be on any
+filesystem Beam has (gs://, s3://, hdfs:// with the SDK's extras); shards are streamed, never seeked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import tarfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corpus.bloom import BloomFilter, BloomParams, plan
+from corpus.bloom import BloomFilter, BloomFormatError, BloomParams, plan
 from corpus.errors import InputError
 from corpus.ngrams import NgramHasher
-from corpus.shards import file_sha256
+from pipelines.outputs import StageOutput
 
 STAGE = "ngrams"
 DOCS_PER_BATCH = 1000
 BUCKETS_PER_SHARD = 16  # count buckets: ~20 MB of hashes each for a 256 MB shard
 
 
+def _open(path: str):
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _create(path: str):
+    return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _replace(source: str, target: str) -> None:
+    """Move `source` over `target`: an atomic rename on a local disk, a copy on object stores. HDFS refuses
+    to rename over an existing file; there the target is deleted first."""
+    try:
+        FileSystems.rename([source], [target])
+    except BeamIOError:
+        if not FileSystems.exists(target):
+            raise
+        FileSystems.delete([target])
+        FileSystems.rename([source], [target])
+
+
+def _sha256_and_size(path: str) -> tuple[str, int]:
+    with _open(path) as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest(), handle.tell()
+
+
 def release_dir(path: str) -> str:
     """The release directory `path` names: itself, or the `release/` of a work directory."""
-    for candidate in (path, os.path.join(path, "release")):
-        if os.path.isfile(os.path.join(candidate, "manifest.json")):
-            return candidate
+    try:
+        for candidate in (path, FileSystems.join(path, "release")):
+            if FileSystems.exists(FileSystems.join(candidate, "manifest.json")):
+                return candidate
+    except ValueError as err:  # a scheme whose filesystem is not installed (pip install apache-beam[gcp])
+        raise InputError(f"{path}: {err}") from None
     raise InputError(
         f"{path}: no release (manifest.json or release/manifest.json); run webtext release first"
     )
 
 
 def read_manifest(release: str) -> dict:
-    path = os.path.join(release, "manifest.json")
+    path = FileSystems.join(release, "manifest.json")
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        with _open(path) as handle:
+            return json.loads(handle.read().decode("utf-8"))
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read the manifest ({err})") from None
 
 
 def write_manifest(release: str, manifest: dict) -> None:
     """As the release stage writes it (sorted keys, 2-space indent), through a temporary file."""
-    path = os.path.join(release, "manifest.json")
+    path = FileSystems.join(release, "manifest.json")
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(f"{path}.tmp", path)
+    with _create(f"{path}.tmp") as handle:
+        handle.write(text.encode("utf-8"))
+    _replace(f"{path}.tmp", path)
 
 
 def train_shards(release: str, manifest: dict) -> list[str]:
-    return [os.path.join(release, shard["path"]) for shard in manifest["splits"].get("train", [])]
+    return [FileSystems.join(release, shard["path"]) for shard in manifest["splits"].get("train", [])]
 
 
 def shard_texts(path: str) -> Iterator[str]:
-    """The texts of a shard, in order: only its `.txt` members are read (the tokens and metadata are not
-    needed, and loading them would double the time a shard takes)."""
-    with tarfile.open(path, mode="r:") as tar:
+    """The texts of a shard, in order, streamed: only its `.txt` members are decoded (the tokens and
+    metadata are not needed, and loading them would double the time a shard takes)."""
+    with _open(path) as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
         for member in tar:
             if member.isreg() and member.name.endswith(".txt"):
                 yield tar.extractfile(member).read().decode("utf-8")
@@ -89,8 +120,22 @@ def filter_path(release: str, n: int) -> str:
     """The path of the release's n-gram filter, from its manifest; one clear error when there is none."""
     for entry in read_manifest(release).get("ngrams", []):
         if entry["n"] == n:
-            return os.path.join(release, entry["path"])
+            return FileSystems.join(release, entry["path"])
     raise InputError(f"{release}: no {n}-gram filter in the manifest; run webtext ngrams --release first")
+
+
+def read_filter(path: str) -> BloomFilter:
+    """A filter file: mapped read-only from a local disk (it may be larger than memory), read whole from
+    any other filesystem."""
+    if FileSystems.get_scheme(path) is None:
+        return BloomFilter.load(path)
+    try:
+        with _open(path) as handle:
+            return BloomFilter.read_from(handle, path)
+    except BloomFormatError:
+        raise
+    except (OSError, ValueError) as err:  # ValueError: a scheme whose filesystem is not installed
+        raise BloomFormatError(f"{path}: cannot read the Bloom filter ({err})") from None
 
 
 class HashShards(beam.DoFn):
@@ -206,13 +251,18 @@ def count_ngrams(shards: list[str], n: int, out: str, beam_args: list[str]) -> C
         | "Write" >> beam.Map(_write_json, out)
     )
     pipeline.run().wait_until_finish()
-    with open(out, encoding="utf-8") as handle:
-        return Count(*json.load(handle))
+    with _open(out) as handle:
+        return Count(*json.loads(handle.read().decode("utf-8")))
 
 
 def _write_json(value, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(list(value), handle)
+    with _create(path) as handle:
+        handle.write(json.dumps(list(value)).encode("utf-8"))
+
+
+def _write_filter(array: np.ndarray, params: BloomParams, path: str) -> None:
+    with _create(path) as handle:
+        BloomFilter(params, array).save_to(handle)
 
 
 def build_filter(shards: list[str], params: BloomParams, out: str, beam_args: list[str]) -> None:
@@ -223,7 +273,7 @@ def build_filter(shards: list[str], params: BloomParams, out: str, beam_args: li
         | "Hash" >> beam.ParDo(HashShards(params.n))
         | "Hashes" >> beam.MapTuple(lambda _, hashes: hashes)
         | "Filter" >> beam.CombineGlobally(BloomCombine(params))
-        | "Write" >> beam.Map(lambda array: BloomFilter(params, array).save(out))
+        | "Write" >> beam.Map(_write_filter, params, out)
     )
     pipeline.run().wait_until_finish()
 
@@ -247,10 +297,9 @@ def run_ngrams(options: NgramsOptions, beam_args: list[str]) -> dict:
     manifest = read_manifest(release)
     shards = train_shards(release, manifest)
     name = f"ngrams-{n}.bloom"
-    staging = os.path.join(release, f".{STAGE}-{uuid.uuid4().hex[:12]}")
-    os.makedirs(staging)
+    output = StageOutput(release, STAGE)  # only its staging area: the stage publishes two files itself
     try:
-        count = count_ngrams(shards, n, os.path.join(staging, "count.json"), beam_args)
+        count = count_ngrams(shards, n, output.staged("count.json"), beam_args)
         params = plan(count.distinct, options.fpr, n)
         print(
             f"ngrams: {count.documents} documents, {count.ngrams} {n}-grams, {count.distinct} distinct -> "
@@ -264,14 +313,12 @@ def run_ngrams(options: NgramsOptions, beam_args: list[str]) -> dict:
                 f"({count.distinct} distinct {n}-grams at FPR {options.fpr:g}), over --max-memory "
                 f"{human_bytes(options.max_memory)}; raise --max-memory or --fpr"
             )
-        staged = os.path.join(staging, name)
+        staged = output.staged(name)
         build_filter(shards, params, staged, beam_args)
-        sha256, size = file_sha256(staged)
-        os.replace(staged, os.path.join(release, name))
+        sha256, size = _sha256_and_size(staged)
+        _replace(staged, FileSystems.join(release, name))
     finally:
-        for leftover in os.listdir(staging):
-            os.remove(os.path.join(staging, leftover))
-        os.rmdir(staging)
+        output.discard()
     entry = {
         "path": name,
         **params.to_dict(),

@@ -1,6 +1,9 @@
 """The Bloom filter: sized for an FPR bound, no false negatives, the measured rate, merging, its file."""
 
+import io
 import math
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -121,3 +124,44 @@ def test_a_damaged_file_is_one_clear_error_naming_it(tmp_path):
         with pytest.raises(BloomFormatError, match=problem) as error:
             BloomFilter.load(str(tmp_path / name))
         assert str(error.value).startswith(str(tmp_path / name))
+
+
+def test_a_file_object_holds_the_same_bytes_as_the_file(tmp_path):
+    """save_to / read_from: how pipelines/ writes and reads a filter on gs://, s3://, ... (Beam's handles)."""
+    bloom, inserted = filled(50_000, 1e-8)
+    path = tmp_path / "f.bloom"
+    bloom.save(str(path))
+    buffer = io.BytesIO()
+    bloom.save_to(buffer)
+    assert buffer.getvalue() == path.read_bytes()
+    # A pipe: a stream that cannot seek and returns short reads (64 KiB at most), like a download.
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with open(write_end, "wb") as writer:
+            bloom.save_to(writer)
+
+    feeding = threading.Thread(target=feed)
+    feeding.start()
+    with open(read_end, "rb", buffering=0) as reader:
+        loaded = BloomFilter.read_from(reader, "gs://bucket/f.bloom")
+    feeding.join()
+    assert bloom.params.nbytes > 3 * 2**16
+    assert loaded.params == bloom.params and np.array_equal(loaded.array, bloom.array)
+    assert loaded.contains(inserted).all()
+
+
+def test_a_damaged_file_object_is_one_clear_error_naming_it():
+    bloom, _ = filled(1000, 1e-8)
+    buffer = io.BytesIO()
+    bloom.save_to(buffer)
+    data = buffer.getvalue()
+    for raw, problem in (
+        (data[:-10], r"the header promises \d+ \(truncated\?\)"),
+        (data + b"extra", f"{len(data) + 5} bytes, the header promises {len(data)}$"),
+        (b"just some text, not a filter at all" * 4, "bad magic"),
+        (data[:8] + (99).to_bytes(4, "little") + data[12:], "version 99"),
+    ):
+        with pytest.raises(BloomFormatError, match=problem) as error:
+            BloomFilter.read_from(io.BytesIO(raw), "gs://bucket/f.bloom")
+        assert str(error.value).startswith("gs://bucket/f.bloom: ")

@@ -1,9 +1,13 @@
 """`webtext ngrams` and `webtext overlap` on a real release (DirectRunner): the filter, the manifest entry,
-determinism, the memory refusal, and the overlap report against exact sets."""
+determinism, the memory refusal, the overlap report against exact sets, and that the release is reached only
+through Beam's filesystems."""
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +92,82 @@ def test_same_bytes_on_two_workers_and_on_a_rerun(work, tmp_path):
         assert sha256(copy / name) == sha256(work["release"] / name)
     assert main(["ngrams", "--release", str(copy)]) == 0  # a rerun replaces its entry, byte for byte
     assert sha256(copy / "manifest.json") == sha256(work["release"] / "manifest.json")
+
+
+# What a Python audit hook (PEP 578) reports of file access: opening, renaming, deleting, listing.
+FILE_EVENTS = {"open", "os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.listdir", "os.scandir"}
+FILE_EVENTS |= {"os.walk", "shutil.rmtree", "glob.glob"}
+BEAM_IO = f"{os.sep}apache_beam{os.sep}io{os.sep}"
+_watched: list[tuple[str, dict]] = []  # (directory, accesses) of the `file_access` blocks now running
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _watched or event not in FILE_EVENTS:
+        return
+    paths = [os.fsdecode(a) for a in args if isinstance(a, (str, bytes, os.PathLike))]
+    for directory, accesses in _watched:
+        for path in (p for p in paths if p == directory or p.startswith(directory + os.sep)):
+            files = [f.f_code.co_filename for f in _frames(sys._getframe(1))]
+            ours = next((f for f in files if f.startswith(str(ROOT)) and ".venv" not in f), "?")
+            kind = "beam" if any(BEAM_IO in f for f in files) else "direct"
+            accesses[kind].add((event, os.path.relpath(path, directory), os.path.relpath(ours, ROOT)))
+
+
+def _frames(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+_hooked = []
+
+
+@contextlib.contextmanager
+def file_access(directory: Path):
+    """Every file access under `directory` in this process (Beam's in-process DirectRunner workers too), as
+    {"beam": ..., "direct": ...}: (event, relative path, the module of ours that made it), split by whether
+    it went through Beam's filesystems (apache_beam/io on the stack) or not."""
+    if not _hooked:  # an audit hook cannot be removed; it stays, idle, for the rest of the session
+        sys.addaudithook(_audit)
+        _hooked.append(True)
+    accesses = {"beam": set(), "direct": set()}
+    _watched.append((str(directory), accesses))
+    try:
+        yield accesses
+    finally:
+        _watched.remove((str(directory), accesses))
+
+
+def test_the_release_is_reached_only_through_beam_filesystems(work, tmp_path):
+    """What lets `--release gs://...` (s3://, hdfs://) work: no Beam filesystem but the local one is installed
+    here, so instead every access to a local release is checked to go through Beam's FileSystems. The one
+    exception is by design: overlap maps a local filter file with numpy (it may be larger than memory)."""
+    copy = tmp_path / "release"
+    shutil.copytree(work["release"], copy)
+    (copy / "ngrams-8.bloom").unlink()
+    with file_access(copy) as ngrams_stage:
+        assert main(["ngrams", "--release", str(copy)]) == 0
+        (copy / "manifest.json").open().close()  # the check sees what does not go through Beam
+    assert ngrams_stage["direct"] == {("open", "manifest.json", "tests/pipelines/test_ngrams.py")}
+    read = {path for event, path, _ in ngrams_stage["beam"] if event == "open"}
+    assert {s["path"] for s in json.loads((copy / "manifest.json").read_text())["splits"]["train"]} <= read
+    assert {"manifest.json", "ngrams-8.bloom"} <= {path for event, path, _ in ngrams_stage["beam"]}
+    assert sha256(copy / "ngrams-8.bloom") == sha256(work["release"] / "ngrams-8.bloom")
+
+    eval_set = ["--eval", f"lambada={LAMBADA}", "--fpr-check", "0"]
+    with file_access(copy) as exact:
+        assert main(["overlap", "--release", str(copy), "--exact", *eval_set]) == 0
+    assert not exact["direct"] and any(path.startswith("train-") for _, path, _ in exact["beam"])
+    with file_access(copy) as bloom:
+        assert main(["overlap", "--release", str(copy), *eval_set]) == 0
+    assert {(path, module) for _, path, module in bloom["direct"]} == {("ngrams-8.bloom", "corpus/bloom.py")}
+
+
+def test_a_path_on_a_filesystem_beam_does_not_have_is_one_clear_error(capsys):
+    assert main(["ngrams", "--release", "nosuchfs://bucket/work"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("webtext ngrams: error: nosuchfs://bucket/work: Unable to get filesystem")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_refuses_a_filter_over_the_memory_limit_before_building(work, tmp_path, capsys):

@@ -114,18 +114,40 @@ def _special(token: str) -> AddedToken:
 
 def gpt2_tokenizer(directory: str) -> Tokenizer:
     """GPT-2's own vocabulary from `directory`/encoder.json and vocab.bpe (ids equal tiktoken's)."""
-    encoder_path = os.path.join(directory, "encoder.json")
-    merges_path = os.path.join(directory, "vocab.bpe")
+    return _vocab_merges_tokenizer(directory, "encoder.json", "vocab.bpe", require_header=True)
+
+
+def load_model_tokenizer(directory: str) -> Tokenizer:
+    """The tokenizer of a model directory: tokenizer.json, else Hugging Face's GPT-2 files vocab.json +
+    merges.txt, else OpenAI's encoder.json + vocab.bpe (the first set present wins)."""
+    if os.path.isfile(os.path.join(directory, FILENAME)):
+        return Tokenizer.load(directory)
+    if os.path.isfile(os.path.join(directory, "vocab.json")):
+        return _vocab_merges_tokenizer(directory, "vocab.json", "merges.txt", require_header=False)
+    if os.path.isfile(os.path.join(directory, "encoder.json")):
+        return gpt2_tokenizer(directory)
+    expected = f"{FILENAME}, vocab.json + merges.txt or encoder.json + vocab.bpe"
+    raise FileNotFoundError(f"{directory}: no tokenizer (expected {expected})")
+
+
+def _vocab_merges_tokenizer(
+    directory: str, vocab_name: str, merges_name: str, require_header: bool
+) -> Tokenizer:
+    """A GPT-2-style byte-level BPE from a vocabulary JSON and a merges file ("#version" header optional
+    unless `require_header`: Hugging Face's merges.txt may lack it)."""
+    encoder_path = os.path.join(directory, vocab_name)
+    merges_path = os.path.join(directory, merges_name)
     for p in (encoder_path, merges_path):
         if not os.path.isfile(p):
-            raise FileNotFoundError(f"{p}: missing (a GPT-2 vocabulary needs encoder.json and vocab.bpe)")
+            raise FileNotFoundError(f"{p}: missing (a GPT-2 vocabulary needs {vocab_name} and {merges_name})")
     with open(encoder_path, encoding="utf-8") as f:
         vocab: dict[str, int] = json.load(f)
     with open(merges_path, encoding="utf-8") as f:
         lines = f.read().split("\n")
-    if not lines[0].startswith("#version"):
-        raise ValueError(f"{merges_path}: not a GPT-2 vocab.bpe (no '#version' header)")
-    merges = [tuple(line.split(" ")) for line in lines[1:] if line]
+    has_header = lines[0].startswith("#version")
+    if require_header and not has_header:
+        raise ValueError(f"{merges_path}: not a GPT-2 {merges_name} (no '#version' header)")
+    merges = [tuple(line.split(" ")) for line in lines[1 if has_header else 0 :] if line]
     if any(len(m) != 2 for m in merges):
         raise ValueError(f"{merges_path}: a merge line is not two space-separated symbols")
     if EOT not in vocab:

@@ -14,13 +14,11 @@ import shlex
 import time
 from collections.abc import Callable
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from corpus.errors import InputError
 
 STAGES = ("links", "fetch", "extract", "dedup", "filter", "release", "ngrams")
 RECORD = "build.json"
+UNCOMPRESSED = "uncompressed"  # Beam's CompressionTypes.UNCOMPRESSED
 # The file each stage publishes with its outputs (all published together after the stage succeeded).
 OUTPUT = {
     "links": "links/stats.json",
@@ -90,18 +88,26 @@ def build_steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return [(stage, steps[stage] + extra.get(stage, [])) for stage in STAGES]
 
 
+def _filesystems():
+    """Beam's FileSystems, imported when first used: importing it logs through the root logger (its cloud
+    probes), which would set up logging before the CLI does."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
 def _join(*parts: str) -> str:
-    return FileSystems.join(*parts)
+    return _filesystems().join(*parts)
 
 
 def _read_json(path: str) -> dict:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with _filesystems().open(path, compression_type=UNCOMPRESSED) as handle:
         return json.loads(handle.read().decode("utf-8"))
 
 
 def _read_record(out: str) -> dict:
     path = _join(out, RECORD)
-    if not FileSystems.exists(path):
+    if not _filesystems().exists(path):
         return {}
     try:
         return _read_json(path)
@@ -114,7 +120,7 @@ def _write_record(out: str, record: dict) -> None:
     and the local filesystem writes it whole before anyone reads it (the build runs in one driver)."""
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     path = _join(out, RECORD)
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with _filesystems().create(path, compression_type=UNCOMPRESSED) as handle:
         handle.write(text.encode("utf-8"))
 
 
@@ -132,8 +138,8 @@ def _is_complete(out: str, stage: str, argv: list[str], done: dict | None) -> bo
     if not done or done.get("state") != "complete" or done.get("argv") != argv:
         return False
     if stage == "ngrams":
-        return FileSystems.exists(_join(out, "release", f"ngrams-{_ngram_n(argv)}.bloom"))
-    return FileSystems.exists(_join(out, OUTPUT[stage]))
+        return _filesystems().exists(_join(out, "release", f"ngrams-{_ngram_n(argv)}.bloom"))
+    return _filesystems().exists(_join(out, OUTPUT[stage]))
 
 
 def _ngram_n(argv: list[str]) -> str:

@@ -28,6 +28,7 @@ from pipelines.cli_stages import (
 )
 from pipelines.commands import log, positive_int, run_and_report
 from training.cli import add_export_parser, add_train_parser
+from training.cli_eval import add_eval_parser
 from training.cli_finetune import add_finetune_parser
 
 # Named flag bundles. The WebText replication: GPT-2 used links created before 2018 with >= 3 karma.
@@ -193,7 +194,8 @@ def run_step(argv: list[str], beam_args: list[str]) -> int:
 
 def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     """build (links .. ngrams on the sample, its WARC instead of the network) -> verify -> overlap of the
-    bundled evaluation samples -> train the tiny model on the release."""
+    bundled evaluation samples -> train the tiny model on the release -> zero-shot evaluation of it ->
+    GPT-1-style fine-tuning on an SST-2 sample."""
     sample = resources.files("corpus") / "sample"
     out = args.out
     steps = [
@@ -229,14 +231,10 @@ def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             f"{out}/train",
             "--preset",
             "tiny",
-            "--seq-len",
-            "64",
             "--max-steps",
             str(args.train_steps),
             "--warmup-steps",
-            "20",
-            "--lr",
-            "3e-3",
+            "30",
             "--log-every",
             "50",
             "--eval-every",
@@ -244,10 +242,39 @@ def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             "--save-every",
             "100",
         ],
+        [
+            "eval",
+            "--checkpoint",
+            f"{out}/train",
+            "--task",
+            f"lambada={sample}/zero_shot/lambada_test.first100.jsonl",
+            "--task",
+            f"wikitext2={sample}/zero_shot/wikitext-2_tokens.test.first116.txt",
+            "--task",
+            f"ptb={sample}/zero_shot/ptb.test.first200.txt",
+            "--task",
+            f"storycloze:cloze={sample}/zero_shot/storycloze_val.first50.jsonl",
+            "--detokenize",
+            "--out",
+            f"{out}/eval",
+        ],
+        [
+            "finetune",
+            "--checkpoint",
+            f"{out}/train",
+            "--task",
+            "classification",
+            "--dev",
+            f"{sample}/finetune/sst2_dev.first40.tsv",
+            "--batch-size",
+            "8",
+            "--out",
+            f"{out}/finetune",
+        ],
     ]
-    print(f"demo: build (links -> ... -> ngrams) -> verify -> overlap -> train, on {sample}\n")
+    print(f"demo: build (links .. ngrams) -> verify -> overlap -> train -> eval -> finetune, on {sample}\n")
     for step in steps:
-        code = run_step(step, beam_args if step[0] not in ("train",) else [])
+        code = run_step(step, [] if step[0] in ("train", "eval", "finetune") else beam_args)
         if code:
             return code
         print()
@@ -272,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_build_parser,
         add_train_parser,
         add_export_parser,
+        add_eval_parser,
         add_finetune_parser,
         add_demo_parser,
     )

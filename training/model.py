@@ -172,6 +172,15 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab_size) for token ids `idx` (B, T); with `targets` (B, T) also the mean
         cross-entropy over every position whose target is not -1."""
+        logits = self.lm_head(self.hidden_states(idx))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final hidden states h_L (B, T, n_embd) for token ids `idx` (B, T), after ln_f for GPT-2
+        (the GPT-1 fine-tuning head reads them at the extract token)."""
         seq_len = idx.size(1)
         if seq_len > self.config.block_size:
             raise ValueError(
@@ -181,11 +190,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Number of parameters (the tied wte/lm_head matrix counted once). `non_embedding` leaves out the

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Callable
 
-from corpus.errors import InputError
+from corpus.errors import InputError, positive_int  # noqa: F401 - the stages import it from here
 
 log = logging.getLogger("webtext")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run_and_report(stage: str, run: Callable[[], object], summary: Callable[[str], str], out: str) -> int:

@@ -12,20 +12,13 @@ from pathlib import Path
 
 import torch
 
-from corpus.errors import InputError
+from corpus.errors import InputError, positive_int
 from corpus.tokenizer import Tokenizer
 
 log = logging.getLogger("webtext")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _no_beam_options(command: str, extra: list[str]) -> None:
+def no_beam_options(command: str, extra: list[str]) -> None:
     if extra:
         raise InputError(f"{command} takes no Beam options: {' '.join(extra)}")
 
@@ -46,15 +39,17 @@ def add_train_parser(sub) -> None:
         "--out", required=True, metavar="DIR", help="run directory: checkpoints, metrics, loss.png"
     )
     p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
-    p.add_argument("--seq-len", type=_positive, help="tokens per sequence (default: the preset's context)")
-    p.add_argument("--micro-batch", type=_positive, default=d.micro_batch, help="sequences per rank per step")
+    p.add_argument("--seq-len", type=positive_int, help="tokens per sequence (default: the preset's context)")
+    p.add_argument(
+        "--micro-batch", type=positive_int, default=d.micro_batch, help="sequences per rank per step"
+    )
     p.add_argument(
         "--global-batch-tokens",
-        type=_positive,
+        type=positive_int,
         help="tokens per optimizer step over all ranks; gradient accumulation makes up the difference",
     )
     p.add_argument(
-        "--max-steps", type=_positive, help="optimizer steps (default: --epochs of the train split)"
+        "--max-steps", type=positive_int, help="optimizer steps (default: --epochs of the train split)"
     )
     p.add_argument("--epochs", type=float, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
@@ -64,11 +59,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 disables")
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--eval-every", type=_positive, default=d.eval_every)
-    p.add_argument("--eval-batches", type=_positive, default=d.eval_batches)
-    p.add_argument("--save-every", type=_positive, default=d.save_every)
-    p.add_argument("--keep", type=_positive, default=d.keep, help="complete checkpoints kept")
-    p.add_argument("--log-every", type=_positive, default=d.log_every)
+    p.add_argument("--eval-every", type=positive_int, default=d.eval_every)
+    p.add_argument("--eval-batches", type=positive_int, default=d.eval_batches)
+    p.add_argument("--save-every", type=positive_int, default=d.save_every)
+    p.add_argument("--keep", type=positive_int, default=d.keep, help="complete checkpoints kept")
+    p.add_argument("--log-every", type=positive_int, default=d.log_every)
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest complete checkpoint in --out"
     )
@@ -76,7 +71,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--fsdp", action="store_true", help="FSDP2 (fully_shard) instead of DDP")
     p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu or cuda")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader worker processes")
-    p.add_argument("--shuffle-buffer", type=_positive, default=d.shuffle_buffer, help="documents")
+    p.add_argument("--shuffle-buffer", type=positive_int, default=d.shuffle_buffer, help="documents")
     p.add_argument(
         "--skip-corrupt", action="store_true", help="skip unreadable shards (logged) instead of failing"
     )
@@ -88,7 +83,7 @@ def add_train_parser(sub) -> None:
 def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
     from training.trainer import TrainConfig, train
 
-    _no_beam_options("train", extra)
+    no_beam_options("train", extra)
     # torchdata calls a torch API that torch deprecated; nothing for our users to act on.
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
     fields = set(TrainConfig.__dataclass_fields__)
@@ -132,7 +127,7 @@ def run_export_command(args: argparse.Namespace, extra: list[str]) -> int:
     from training.checkpoint import load_model, resolve_checkpoint
     from training.hf_format import export_hf
 
-    _no_beam_options("export", extra)
+    no_beam_options("export", extra)
     checkpoint = resolve_checkpoint(args.checkpoint)
     model = load_model(str(checkpoint))
     tokenizer_json = checkpoint.parent.parent / "tokenizer.json"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from corpus.errors import InputError
+from corpus.errors import InputError, positive_int
 from corpus.tokenizer import Tokenizer, load_model_tokenizer
-from training.cli import _no_beam_options, _positive
+from training.cli import no_beam_options
 from training.eval_tasks import KINDS, Task, parse_task, run_task
 from training.model import GPT
 
@@ -72,10 +72,12 @@ def add_eval_parser(sub) -> None:
         help="tokenizer.json, or a directory holding one (default: the run's, or the --hf directory's)",
     )
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=_positive, default=8, help="sequences per forward pass")
-    p.add_argument("--max-examples", type=_positive, help="first N passages/questions/.jsonl documents")
-    p.add_argument("--context", type=_positive, help="perplexity window in tokens (default: block_size)")
-    p.add_argument("--stride", type=_positive, help="perplexity window step in tokens (default: context/2)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward pass")
+    p.add_argument("--max-examples", type=positive_int, help="first N passages/questions/.jsonl documents")
+    p.add_argument("--context", type=positive_int, help="perplexity window in tokens (default: block_size)")
+    p.add_argument(
+        "--stride", type=positive_int, help="perplexity window step in tokens (default: context/2)"
+    )
     p.add_argument(
         "--detokenize", action="store_true", help="GPT-2-style detokenizers for WikiText, PTB, 1BW and CBT"
     )
@@ -86,7 +88,7 @@ def add_eval_parser(sub) -> None:
 
 
 def run_eval_command(args: argparse.Namespace, extra: list[str]) -> int:
-    _no_beam_options("eval", extra)
+    no_beam_options("eval", extra)
     tasks = [parse_task(spec) for spec in args.task]
     names = [task.name for task in tasks]
     if len(set(names)) != len(names):

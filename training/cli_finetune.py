@@ -16,18 +16,11 @@ from pathlib import Path
 
 import torch
 
-from corpus.errors import InputError
+from corpus.errors import InputError, positive_int
 from corpus.tokenizer import FILENAME as TOKENIZER_FILE
 from corpus.tokenizer import Tokenizer, gpt2_tokenizer
 
 log = logging.getLogger("webtext")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_finetune_parser(sub) -> None:
@@ -64,15 +57,15 @@ def add_finetune_parser(sub) -> None:
         "--lambda", dest="lambda_lm", type=float, default=d.lambda_lm, help="weight of the auxiliary LM loss"
     )
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=_positive, default=d.batch_size, help="examples per step")
-    p.add_argument("--epochs", type=_positive, default=d.epochs)
-    p.add_argument("--max-steps", type=_positive, help="stop after this many steps (default: the epochs)")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="examples per step")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps (default: the epochs)")
     p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction, help="of all steps")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 disables")
     p.add_argument("--clf-dropout", type=float, default=0.1, help="dropout before the linear head")
     p.add_argument("--dropout", type=float, default=0.1, help="the Transformer's residual/attention dropout")
-    p.add_argument("--max-len", type=_positive, help="tokens per sequence (default: the model's context)")
+    p.add_argument("--max-len", type=positive_int, help="tokens per sequence (default: the model's context)")
     p.add_argument(
         "--dev-train-fraction",
         type=float,
@@ -80,7 +73,7 @@ def add_finetune_parser(sub) -> None:
         help="without --train: the share of dev rows used for training (default 0.5)",
     )
     p.add_argument(
-        "--max-examples", type=_positive, help="use at most N training and N test examples (file order)"
+        "--max-examples", type=positive_int, help="use at most N training and N test examples (file order)"
     )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")

@@ -36,7 +36,7 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.data import Release, build_loader, open_release, steps_per_epoch
+from training.data import build_loader
 from training.distributed import (
     Dist,
     all_mean,
@@ -50,6 +50,7 @@ from training.elastic import load_run_state
 from training.metrics import MetricsLog, device_peak_flops, plot_loss_curve
 from training.model import GPT, GPTConfig, preset
 from training.optim import build_optimizer, lr_at, set_lr
+from training.release import Release, open_release, steps_per_epoch
 
 log = logging.getLogger("webtext")
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)

@@ -21,10 +21,11 @@ import pytest
 import torch
 
 from tests.training.release_fixture import write_synthetic_release
-from training.data import build_loader, open_release
+from training.data import build_loader
 from training.metrics import read_metrics
 from training.model import GPT, preset
 from training.optim import build_optimizer
+from training.release import open_release
 from training.trainer import TrainConfig, train
 
 WINDOW = 10

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from tests.training.release_fixture import write_synthetic_release
-from training.data import build_loader, open_release
+from training.data import build_loader
+from training.release import open_release
 
 TARGET = 20e6
 SEQ_LEN, MICRO_BATCH = 1024, 8

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sys
 
-from training.data import open_release, reader_documents
+from training.data import reader_documents
 from training.distributed import gather_objects, init_distributed, shutdown
+from training.release import open_release
 
 if __name__ == "__main__":
     env = init_distributed("cpu")

@@ -15,14 +15,8 @@ import torch
 from corpus.errors import InputError
 from corpus.shards import read_shard
 from tests.training.release_fixture import write_release
-from training.data import (
-    Release,
-    build_loader,
-    open_release,
-    reader_documents,
-    reader_states,
-    steps_per_epoch,
-)
+from training.data import build_loader, reader_documents, reader_states
+from training.release import Release, open_release, steps_per_epoch
 
 SEQ_LEN, MICRO_BATCH = 16, 2
 

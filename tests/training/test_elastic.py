@@ -22,9 +22,10 @@ from corpus.errors import InputError
 from corpus.shards import read_shard
 from tests.training.release_fixture import write_release
 from training.checkpoint import load_checkpoint
-from training.data import RANGE_KEYS, TRACE_ENV, build_loader, open_release, reader_states
+from training.data import RANGE_KEYS, TRACE_ENV, build_loader, reader_states
 from training.elastic import deal_reader_states, load_run_state, run_reader_states
 from training.metrics import read_metrics
+from training.release import open_release
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_LEN, MICRO_BATCH, SHUFFLE = 16, 2, 3

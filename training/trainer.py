@@ -250,7 +250,7 @@ class Run:
             (loss / self.grad_accum).backward()
             total += loss.detach()
         if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip, foreach=True)
         max_lr = c.lr
         set_lr(
             self.optimizer, lr_at(self.step, max_lr, max_lr * c.min_lr_ratio, c.warmup_steps, self.max_steps)

@@ -55,7 +55,7 @@ def read_examples(path: str) -> list[Example]:
                 raw = line.rstrip("\r\n")
                 if not raw.strip():
                     continue
-                examples.append(Example(number, raw, _jsonl_text(path, number, raw) if jsonl else raw))
+                examples.append(Example(number, raw, jsonl_text(path, number, raw) if jsonl else raw))
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
     except UnicodeDecodeError as err:
@@ -63,7 +63,8 @@ def read_examples(path: str) -> list[Example]:
     return examples
 
 
-def _jsonl_text(path: str, number: int, line: str) -> str:
+def jsonl_text(path: str, number: int, line: str) -> str:
+    """The "text" of one JSON-lines record; InputError naming file:line otherwise."""
     try:
         record = json.loads(line)
     except ValueError as err:

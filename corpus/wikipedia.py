@@ -31,7 +31,6 @@ web page, still far from 0.5.
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Iterable, Iterator
 from functools import cache
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from corpus.link_rules import packaged_list, read_list
 from corpus.ngrams import ngrams, stable_hash64, words
+from corpus.overlap import jsonl_text
 from corpus.urls import InvalidURL, canonicalize_url, host_in, host_of
 
 WIKIPEDIA = "wikipedia"  # ledger reason: URL or final URL on a Wikipedia/Wikimedia host
@@ -161,15 +161,8 @@ def _open(path: str):
 def _jsonl_texts(path: str) -> Iterator[str]:
     with _open(path) as handle:
         for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ValueError(f'{path}:{number}: not a JSON object with a "text" string')
-            yield record["text"]
+            if line.strip():
+                yield jsonl_text(path, number, line)
 
 
 def _text_windows(path: str, n: int) -> Iterator[str]:

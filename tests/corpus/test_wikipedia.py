@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import corpus.wikipedia as wikipedia
+from corpus.errors import InputError
 from corpus.ngrams import normalize, words
 from corpus.wikipedia import (
     DEFAULT_MAX_OVERLAP,
@@ -205,7 +206,8 @@ def test_from_jsonl_file(tmp_path):
     )
     assert len(WikipediaReference.from_file(str(path))) == 1
     path.write_text('{"text": "one two"}\n{"title": "no text"}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r'articles\.jsonl:2: not a JSON object with a "text" string'):
+    # An InputError: the filter command shows it as one line naming file:line, not a traceback.
+    with pytest.raises(InputError, match=r'articles\.jsonl:2: not a JSON object with a "text" string'):
         WikipediaReference.from_file(str(path))
 
 

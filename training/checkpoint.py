@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from corpus.errors import InputError
+from corpus.tokenizer import FILENAME as TOKENIZER_FILE
+from corpus.tokenizer import Tokenizer, load_model_tokenizer
 
 STATE_FILE = "state.pt"
 MARKER = "COMPLETE"
@@ -141,15 +143,38 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def is_hf_directory(path: str) -> bool:
+    """A Hugging Face model directory (config.json), not one of our run directories."""
+    return (Path(path) / "config.json").is_file() and not (Path(path) / "checkpoints").is_dir()
+
+
 def load_model(path: str):
     """A GPT in eval mode from a checkpoint (or run directory: its newest one) or a Hugging Face directory."""
     from training.hf_format import import_hf
     from training.model import GPT, GPTConfig
 
-    if (Path(path) / "config.json").is_file() and not (Path(path) / "checkpoints").is_dir():
+    if is_hf_directory(path):
         model = import_hf(path)
     else:
         state = load_checkpoint(resolve_checkpoint(path))
         model = GPT(GPTConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
     return model.eval()
+
+
+def load_tokenizer(model_path: str, override: str | None = None) -> Tokenizer:
+    """The tokenizer of a model: `override` (a tokenizer.json, or a directory of tokenizer files) when
+    given, else the Hugging Face directory's files, else the run's tokenizer.json (RUN/checkpoints/step-N)."""
+    if override:
+        path = override
+    elif is_hf_directory(model_path):
+        path = model_path
+    else:
+        path = str(resolve_checkpoint(model_path).parent.parent / TOKENIZER_FILE)
+    try:
+        return load_model_tokenizer(path) if os.path.isdir(path) else Tokenizer.load(path)
+    except FileNotFoundError as e:
+        message = str(e) if os.path.isdir(path) else f"{path}: not found (pass --tokenizer)"
+        raise InputError(message) from None
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions for malformed files
+        raise InputError(f"{path}: not a usable tokenizer ({e})") from None

@@ -102,10 +102,9 @@ def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def sample_text(run_dir: Path, tokens: int, seed: int) -> str:
     """A short sample from the run's newest checkpoint, starting from <|endoftext|> (top-k 40)."""
-    from training.checkpoint import load_model, resolve_checkpoint
+    from training.checkpoint import load_model, load_tokenizer
 
-    model = load_model(str(resolve_checkpoint(str(run_dir))))
-    tokenizer = Tokenizer.load(str(run_dir / "tokenizer.json"))
+    model, tokenizer = load_model(str(run_dir)), load_tokenizer(str(run_dir))
     start = torch.tensor([[tokenizer.eot_id]])
     generator = torch.Generator().manual_seed(seed)
     out = model.generate(start, tokens, temperature=1.0, top_k=40, generator=generator)

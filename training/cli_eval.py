@@ -13,11 +13,10 @@ import math
 import os
 from pathlib import Path
 
-import torch
-
 from corpus.errors import InputError, positive_int
-from corpus.tokenizer import Tokenizer, load_model_tokenizer
+from corpus.tokenizer import Tokenizer
 from training.cli import no_beam_options
+from training.distributed import resolve_device
 from training.eval_tasks import KINDS, Task, parse_task, run_task
 from training.model import GPT
 
@@ -161,50 +160,23 @@ def evaluate(
 
 def load_for_eval(checkpoint: str | None, hf: str | None, tokenizer_path: str | None):
     """(model in eval mode, tokenizer, source path) from a checkpoint/run directory or a Hugging Face one."""
-    from training.checkpoint import load_model, resolve_checkpoint
-    from training.hf_format import CONFIG_FILE, import_hf
+    from training.checkpoint import is_hf_directory, load_model, load_tokenizer, resolve_checkpoint
+    from training.hf_format import CONFIG_FILE
 
     if checkpoint is not None:
-        resolved = resolve_checkpoint(checkpoint)
-        model = load_model(str(resolved))
-        source = str(resolved)
-        default_tokenizer = resolved.parent.parent / "tokenizer.json"  # RUN/checkpoints/step-N
-    else:
-        if not (Path(hf) / CONFIG_FILE).is_file():
-            raise InputError(f"{hf}: not a Hugging Face model directory (no {CONFIG_FILE})")
-        model = import_hf(hf).eval()
+        source = str(resolve_checkpoint(checkpoint))
+    elif is_hf_directory(hf):
         source = hf
-        default_tokenizer = Path(hf)
-    tokenizer = load_tokenizer(tokenizer_path or str(default_tokenizer))
+    else:
+        raise InputError(f"{hf}: not a Hugging Face model directory (no {CONFIG_FILE})")
+    model = load_model(source)
+    tokenizer = load_tokenizer(source, tokenizer_path)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise InputError(
-            f"{tokenizer_path or default_tokenizer}: tokenizer has {tokenizer.vocab_size} tokens, "
+            f"{tokenizer_path or source}: tokenizer has {tokenizer.vocab_size} tokens, "
             f"more than the model's vocab_size {model.config.vocab_size}"
         )
     return model, tokenizer, source
-
-
-def load_tokenizer(path: str) -> Tokenizer:
-    """A tokenizer.json file, or the tokenizer files of a model directory."""
-    try:
-        return load_model_tokenizer(path) if os.path.isdir(path) else Tokenizer.load(path)
-    except FileNotFoundError as e:
-        message = str(e) if os.path.isdir(path) else f"{path}: not found (pass --tokenizer)"
-        raise InputError(message) from None
-    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions for malformed files
-        raise InputError(f"{path}: not a usable tokenizer ({e})") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise InputError(f"--device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def describe(model: GPT) -> dict:

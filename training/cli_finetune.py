@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from corpus.errors import InputError, positive_int
-from corpus.tokenizer import FILENAME as TOKENIZER_FILE
-from corpus.tokenizer import Tokenizer, gpt2_tokenizer
+from training.distributed import resolve_device
 
 log = logging.getLogger("webtext")
 
@@ -81,42 +80,9 @@ def add_finetune_parser(sub) -> None:
     p.set_defaults(handler=run_finetune_command)
 
 
-def load_tokenizer(checkpoint: str, override: str | None) -> Tokenizer:
-    """The tokenizer named by --tokenizer, else tokenizer.json in the Hugging Face directory or the run
-    directory the checkpoint belongs to."""
-    from training.checkpoint import resolve_checkpoint
-
-    if override:
-        path = Path(override)
-        if path.is_dir() and not (path / TOKENIZER_FILE).is_file():
-            try:
-                return gpt2_tokenizer(str(path))
-            except (FileNotFoundError, ValueError) as e:
-                raise InputError(str(e)) from None
-        candidates = [path / TOKENIZER_FILE if path.is_dir() else path]
-    elif (Path(checkpoint) / "config.json").is_file() and not (Path(checkpoint) / "checkpoints").is_dir():
-        candidates = [Path(checkpoint) / TOKENIZER_FILE]  # a Hugging Face directory, as load_model decides
-    else:
-        run_dir = resolve_checkpoint(checkpoint).parent.parent
-        candidates = [Path(checkpoint) / TOKENIZER_FILE, run_dir / TOKENIZER_FILE]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return Tokenizer.load(str(candidate))
-            except Exception as e:  # noqa: BLE001 - tokenizers raises a plain Exception on bad JSON
-                raise InputError(f"{candidate}: not a readable tokenizer ({e})") from None
-    raise InputError(f"{candidates[-1]}: not found; name the tokenizer with --tokenizer")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def run_finetune(args: argparse.Namespace) -> dict:
     """Fine-tune and evaluate as the flags say; returns the results (also written to OUT/results.json)."""
-    from training.checkpoint import load_model
+    from training.checkpoint import load_model, load_tokenizer
     from training.finetune import (
         FinetuneConfig,
         FinetuneGPT,
@@ -171,7 +137,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)  # the new embedding rows and the head
     num_classes = len(labels)
     model = FinetuneGPT.from_pretrained(pretrained, args.task, num_classes, args.dropout, args.clf_dropout)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model.to(device)
     config = FinetuneConfig(
         lambda_lm=args.lambda_lm,

@@ -180,7 +180,6 @@ class Run:
             "tokens": self.tokens,
             "model": model,
             "optimizer": optimizer,
-            "schedule": {"step": self.step, "max_steps": self.max_steps},
             "loaders": loaders,
             "rng": rngs,
             "model_config": asdict(self.model_config),

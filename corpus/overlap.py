@@ -41,7 +41,8 @@ def is_jsonl(path: str) -> bool:
     return path.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
 
 
-def _open(path: str):
+def open_text(path: str):
+    """A UTF-8 text file, gunzipped when its name ends in .gz."""
     return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
 
 
@@ -50,7 +51,7 @@ def read_examples(path: str) -> list[Example]:
     jsonl = is_jsonl(path)
     examples = []
     try:
-        with _open(path) as handle:
+        with open_text(path) as handle:
             for number, line in enumerate(handle, 1):
                 raw = line.rstrip("\r\n")
                 if not raw.strip():

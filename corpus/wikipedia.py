@@ -30,7 +30,6 @@ web page, still far from 0.5.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterable, Iterator
 from functools import cache
 
@@ -38,7 +37,7 @@ import numpy as np
 
 from corpus.link_rules import packaged_list, read_list
 from corpus.ngrams import ngrams, stable_hash64, words
-from corpus.overlap import jsonl_text
+from corpus.overlap import jsonl_text, open_text
 from corpus.urls import InvalidURL, canonicalize_url, host_in, host_of
 
 WIKIPEDIA = "wikipedia"  # ledger reason: URL or final URL on a Wikipedia/Wikimedia host
@@ -154,12 +153,8 @@ class WikipediaReference:
         return float(self.contains(hashes).mean()) if len(hashes) else 0.0
 
 
-def _open(path: str):
-    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
-
-
 def _jsonl_texts(path: str) -> Iterator[str]:
-    with _open(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
                 yield jsonl_text(path, number, line)
@@ -170,7 +165,7 @@ def _text_windows(path: str, n: int) -> Iterator[str]:
     their n-grams are exactly the n-grams of the whole file."""
     tail: list[str] = []
     block: list[str] = []
-    with _open(path) as handle:
+    with open_text(path) as handle:
         for line in handle:
             block.append(line)
             if len(block) >= _BLOCK_LINES:

@@ -1,21 +1,36 @@
 # One entry point for users and CI. Every target creates .venv when it is absent.
+#
+# `make setup` installs exactly requirements.lock into .venv with uv (fast, and `uv pip sync` also removes
+# whatever the lock does not list). The lock pins the CPU build of torch (torch==2.13.0+cpu); it comes from
+# PyTorch's CPU index, or from a local wheelhouse when pip is configured with one (find-links). GPU users
+# install their own torch build into .venv after `make setup` (see README, "Install").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch is pinned to the CPU wheel here; on a GPU machine install your own torch build into .venv first.
-TORCH ?= torch==2.13.0
+LOCK := requirements.lock
+UV_VERSION = $(shell sed -n 's/^uv==//p' $(LOCK))
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null || echo "$$PIP_FIND_LINKS")
+SOURCES = $(if $(strip $(FIND_LINKS)),--find-links $(FIND_LINKS),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 DEMO_OUT ?= build/demo
+LATEST := .venv-latest
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup lock demo test test-latest lint bench docs clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+$(VENV)/.installed: $(LOCK) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "webtext needs Python >= 3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python $(SOURCES) $(LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
+
+# Re-resolve the lock from pyproject.toml's ranges (newest allowed versions; torch held by constraints.txt).
+lock: setup
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev -c constraints.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 $(SOURCES) --custom-compile-command "make lock" -o $(LOCK)
 
 demo: setup
 	$(BIN)/webtext demo --out $(DEMO_OUT)
@@ -26,8 +41,16 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
+# The whole suite against the newest releases pyproject.toml allows: how a lock bump is checked.
+test-latest: setup
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(BIN)/uv pip install -q --python $(LATEST)/bin/python --resolution highest -c constraints.txt \
+		$(SOURCES) -e ".[dev]"
+	$(LATEST)/bin/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(apache-beam|torch|pyarrow|numpy|transformers|trafilatura)=='
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider
+
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts=""
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(LATEST)

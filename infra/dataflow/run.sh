@@ -23,7 +23,7 @@ PYTHON="${PYTHON:-python3}"                      # the launcher's Python, where 
 # ------------------------------------------------------------------------------------------------------------
 
 # The launcher pickles the pipeline for the workers: same Python and apache-beam as the image.
-BEAM_VERSION=2.77.0
+BEAM_VERSION=2.78.0
 "$PYTHON" - "$BEAM_VERSION" <<'EOF'
 import sys
 import apache_beam

@@ -4,7 +4,7 @@
 #
 # The base image is Beam's own Python 3.11 SDK image at the apache-beam version the project is tested with.
 # Launch pipelines with the same apache-beam and Python versions (see infra/docker/README.md).
-ARG BEAM_VERSION=2.77.0
+ARG BEAM_VERSION=2.78.0
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
 
 ARG BEAM_VERSION

@@ -6,7 +6,7 @@ set -euo pipefail
 
 # --- what users change --------------------------------------------------------------------------------------
 FLINK_MASTER="${FLINK_MASTER:-flink-jobmanager:8081}"  # the JobManager's REST address
-FLINK_VERSION="${FLINK_VERSION:-1.20}"                 # the cluster's minor version (Beam 2.77: 1.19 .. 2.2)
+FLINK_VERSION="${FLINK_VERSION:-1.20}"                 # the cluster's minor version (Beam 2.78: 1.19 .. 2.2)
 JOB_ENDPOINT="${JOB_ENDPOINT:-}"                       # empty: upload an uber jar to FLINK_MASTER;
                                                        # HOST:8099: a running Flink job server container
 PARALLELISM="${PARALLELISM:-64}"                       # task slots a stage uses (<= slots in the cluster)
@@ -22,7 +22,7 @@ PYTHON="${PYTHON:-python3}"                            # the launcher's Python, 
 # ------------------------------------------------------------------------------------------------------------
 
 # The launcher pickles the pipeline for the workers: same Python and apache-beam as the image.
-BEAM_VERSION=2.77.0
+BEAM_VERSION=2.78.0
 "$PYTHON" - "$BEAM_VERSION" <<'EOF'
 import sys
 import apache_beam

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # --- what users change --------------------------------------------------------------------------------------
-JOB_ENDPOINT="${JOB_ENDPOINT:-localhost:8099}"         # apache/beam_spark3_job_server:2.77.0
+JOB_ENDPOINT="${JOB_ENDPOINT:-localhost:8099}"         # apache/beam_spark3_job_server:2.78.0
 ARTIFACT_ENDPOINT="${ARTIFACT_ENDPOINT:-${JOB_ENDPOINT%:*}:8098}"
 SDK_WORKER_PARALLELISM="${SDK_WORKER_PARALLELISM:-4}"  # Python processes per worker node = executor cores
 ENVIRONMENT_TYPE="${ENVIRONMENT_TYPE:-EXTERNAL}"       # EXTERNAL: worker pools; DOCKER: executors run IMAGE
@@ -20,7 +20,7 @@ PYTHON="${PYTHON:-python3}"                            # the launcher's Python, 
 # ------------------------------------------------------------------------------------------------------------
 
 # The launcher pickles the pipeline for the workers: same Python and apache-beam as the image.
-BEAM_VERSION=2.77.0
+BEAM_VERSION=2.78.0
 "$PYTHON" - "$BEAM_VERSION" <<'EOF'
 import sys
 import apache_beam

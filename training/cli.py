@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
-from corpus.errors import InputError, positive_int
+from corpus.errors import EXIT_INTERRUPTED, InputError, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
 
 log = logging.getLogger("webtext")
@@ -88,8 +86,12 @@ def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
     fields = set(TrainConfig.__dataclass_fields__)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    result = train(config)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # torchrun: rank 0 reports
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        return interrupted("train", resume_hint(Path(args.out))) if rank0 else EXIT_INTERRUPTED
+    if not rank0:
         return 0
     print(f"train: {result.steps} steps, {result.tokens:,} tokens, last train loss {result.last_loss:.4f}")
     if result.val_loss is not None:
@@ -98,6 +100,16 @@ def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"train: sample: {sample_text(result.out, args.sample_tokens, args.seed)!r}")
     print(f"train: checkpoints in {result.out / 'checkpoints'}, loss curve {result.out / 'loss.png'}")
     return 0
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What to do after an interrupted run: where `--resume` continues, if anywhere."""
+    from training.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        return "no checkpoint was saved yet, so the same command starts over"
+    return f"the same command with --resume continues from {found}"
 
 
 def sample_text(run_dir: Path, tokens: int, seed: int) -> str:
@@ -113,7 +125,9 @@ def sample_text(run_dir: Path, tokens: int, seed: int) -> str:
 
 def add_export_parser(sub) -> None:
     p = sub.add_parser(
-        "export", allow_abbrev=False, help="checkpoint -> Hugging Face GPT2LMHeadModel (safetensors + config)"
+        "export",
+        allow_abbrev=False,
+        help="checkpoint -> Hugging Face model + tokenizer (safetensors, config, tokenizer)",
     )
     p.add_argument(
         "--checkpoint", required=True, metavar="DIR", help="a checkpoint, or a run directory (newest)"
@@ -124,17 +138,16 @@ def add_export_parser(sub) -> None:
 
 def run_export_command(args: argparse.Namespace, extra: list[str]) -> int:
     from training.checkpoint import load_model, resolve_checkpoint
-    from training.hf_format import export_hf
+    from training.hf_format import MODEL_TYPES, export_hf
 
     no_beam_options("export", extra)
     checkpoint = resolve_checkpoint(args.checkpoint)
     model = load_model(str(checkpoint))
     tokenizer_json = checkpoint.parent.parent / "tokenizer.json"
-    eot_id = Tokenizer.load(str(tokenizer_json)).eot_id if tokenizer_json.is_file() else None
-    export_hf(model, args.out, eot_id=eot_id)
-    if tokenizer_json.is_file():
-        shutil.copyfile(tokenizer_json, Path(args.out) / "tokenizer.json")
-    config = json.loads((Path(args.out) / "config.json").read_text())
-    size = model.num_params() / 1e6
-    print(f"export: {checkpoint} -> {args.out} ({config.get('model_type')}, {size:.2f}M parameters)")
+    tokenizer = Tokenizer.load(str(tokenizer_json)) if tokenizer_json.is_file() else None
+    if tokenizer is None:
+        log.warning("export: no %s, so the export has no tokenizer files", tokenizer_json)
+    export_hf(model, args.out, tokenizer=tokenizer)
+    model_type = MODEL_TYPES[model.config.variant]
+    print(f"export: {checkpoint} -> {args.out}: {model_type}, {model.params_label()}")
     return 0

@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from corpus.errors import InputError, positive_int
+from corpus.errors import InputError, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
 from training.cli import no_beam_options
 from training.distributed import resolve_device
@@ -88,6 +88,13 @@ def add_eval_parser(sub) -> None:
 
 def run_eval_command(args: argparse.Namespace, extra: list[str]) -> int:
     no_beam_options("eval", extra)
+    try:
+        return run_eval(args)
+    except KeyboardInterrupt:
+        return interrupted("eval", "no results were written; the same command starts over")
+
+
+def run_eval(args: argparse.Namespace) -> int:
     tasks = [parse_task(spec) for spec in args.task]
     names = [task.name for task in tasks]
     if len(set(names)) != len(names):
@@ -184,6 +191,8 @@ def describe(model: GPT) -> dict:
     return {
         "variant": cfg.variant,
         "params": model.num_params(non_embedding=False),
+        "non_embedding_params": model.num_params(),
+        "params_label": model.params_label(),
         "n_layer": cfg.n_layer,
         "n_head": cfg.n_head,
         "n_embd": cfg.n_embd,
@@ -225,7 +234,7 @@ def table3_markdown(results: dict) -> str:
     source = Path(model["source"])
     in_run = source.parent.name == "checkpoints"  # RUN/checkpoints/step-N: name it RUN/step-N
     label = f"{source.parent.parent.name}/{source.name}" if in_run else source.name
-    name = f"ours: {label} ({model['params'] / 1e6:.2f}M params)"
+    name = f"ours: {label}, {model['params_label']}"
     lines = [
         "## Zero-shot results, laid out like the GPT-2 paper's Table 3",
         "",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from corpus.errors import InputError, positive_int
+from corpus.errors import InputError, interrupted, positive_int
 from training.distributed import resolve_device
 
 log = logging.getLogger("webtext")
@@ -199,7 +199,10 @@ def run_finetune(args: argparse.Namespace) -> dict:
 def run_finetune_command(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise InputError(f"finetune takes no Beam options: {' '.join(extra)}")
-    r = run_finetune(args)
+    try:
+        r = run_finetune(args)
+    except KeyboardInterrupt:
+        return interrupted("finetune", "no results were written; the same command starts over")
     print(
         f"finetune: {r['task']} accuracy {r['accuracy']:.4f} on {r['test_examples']} test examples "
         f"(majority baseline {r['majority_baseline']:.4f}, lambda {r['lambda']:g}, {r['steps']} steps)"

@@ -1,5 +1,12 @@
 """Hugging Face format: export a GPT to, and import one from, a `config.json` + `model.safetensors` directory.
 
+With the release's tokenizer the export also holds `tokenizer.json` and `tokenizer_config.json`, so that
+``AutoTokenizer.from_pretrained`` gives the same ids as corpus.tokenizer: a generic
+``PreTrainedTokenizerFast`` (GPT-1 exports too: our GPT-1 reads the release's byte-level BPE, not OpenAI's
+GPT-1 tokenizer) with ``split_special_tokens`` so that the string "<|endoftext|>" in a text is encoded as
+text, ``model_max_length`` the context, and ``<|endoftext|>`` as bos/eos (never added by ``encode``, as in
+the release).
+
 A gpt2-variant model becomes a ``GPT2LMHeadModel`` and a gpt1-variant model an ``OpenAIGPTLMHeadModel``
 (post-LN blocks, no final LayerNorm, the same tanh GELU, which that class calls "gelu"). The mapping is one to
 one:
@@ -11,7 +18,7 @@ one:
   ``save_pretrained`` does;
 - a model built with ``bias=False`` is exported with zero biases, which computes the same function.
 
-transformers itself is not imported here (a development dependency only): config.json is written directly.
+transformers itself is not imported here (a development dependency only): the JSON files are written directly.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from corpus.errors import InputError
+from corpus.tokenizer import EOT, Tokenizer
 from training.model import GPT, GPTConfig
 
 CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # sharded checkpoints (save_pretrained's max_shard_size)
 
@@ -40,14 +50,24 @@ _GPT1_NAMES = {"wte": "tokens_embed", "wpe": "positions_embed"}
 _CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def export_hf(model: GPT, out_dir: str, eot_id: int | None = None) -> None:
-    """Write `model` to `out_dir` (config.json + model.safetensors, float32) for ``from_pretrained``.
+def export_hf(
+    model: GPT, out_dir: str, eot_id: int | None = None, tokenizer: Tokenizer | None = None
+) -> None:
+    """Write `model` to `out_dir` (config.json + model.safetensors, float32) for ``from_pretrained``, and
+    `tokenizer` (tokenizer.json + tokenizer_config.json) for ``AutoTokenizer.from_pretrained`` when given.
 
-    `eot_id` (default: vocab_size - 1, GPT-2's <|endoftext|>) becomes bos_token_id and eos_token_id. The
-    directory is replaced atomically; an existing non-empty directory that is not an export is refused. The
-    same weights give the same bytes. Pass the bare model (not a DDP/FSDP wrapper or torch.compile result).
+    The tokenizer's <|endoftext|> id, else `eot_id`, else vocab_size - 1 (GPT-2's) becomes bos_token_id and
+    eos_token_id. The directory is replaced atomically; an existing non-empty directory that is not an export
+    is refused. The same weights give the same bytes. Pass the bare model (not a DDP/FSDP wrapper or
+    torch.compile result).
     """
     cfg = model.config
+    if tokenizer is not None:
+        if eot_id is not None and eot_id != tokenizer.eot_id:
+            raise ValueError(f"eot_id {eot_id} differs from the tokenizer's ({tokenizer.eot_id})")
+        if tokenizer.vocab_size > cfg.vocab_size:
+            raise ValueError(f"the tokenizer's {tokenizer.vocab_size} ids exceed vocab_size {cfg.vocab_size}")
+        eot_id = tokenizer.eot_id
     eot = cfg.vocab_size - 1 if eot_id is None else eot_id
     if not 0 <= eot < cfg.vocab_size:
         raise ValueError(f"eot_id {eot} is outside the vocabulary (0..{cfg.vocab_size - 1})")
@@ -61,6 +81,10 @@ def export_hf(model: GPT, out_dir: str, eot_id: int | None = None) -> None:
         save_file(_hf_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         config = json.dumps(_hf_config(cfg, eot), indent=2, sort_keys=True) + "\n"
         (tmp / CONFIG_FILE).write_text(config, encoding="utf-8")
+        if tokenizer is not None:
+            (tmp / TOKENIZER_FILE).write_text(tokenizer.to_json(), encoding="utf-8")
+            tokenizer_config = json.dumps(_tokenizer_config(cfg), indent=2, sort_keys=True) + "\n"
+            (tmp / TOKENIZER_CONFIG_FILE).write_text(tokenizer_config, encoding="utf-8")
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -134,6 +158,18 @@ def _hf_config(cfg: GPTConfig, eot_id: int) -> dict:
         "reorder_and_upcast_attn": False,
         "add_cross_attention": False,
         "use_cache": True,
+    }
+
+
+def _tokenizer_config(cfg: GPTConfig) -> dict:
+    """tokenizer_config.json for a tokenizer.json written by corpus.tokenizer."""
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",  # tokenizer.json as is, whatever the model_type
+        "model_max_length": cfg.block_size,
+        "bos_token": EOT,
+        "eos_token": EOT,
+        "split_special_tokens": True,  # "<|endoftext|>" inside a text is text, as the release encodes it
+        "clean_up_tokenization_spaces": False,  # decode gives back the text exactly
     }
 
 

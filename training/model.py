@@ -200,6 +200,11 @@ class GPT(nn.Module):
             n -= self.transformer.wte.weight.numel() + self.transformer.wpe.weight.numel()
         return n
 
+    def params_label(self) -> str:
+        """The size every command prints: "0.18M parameters (0.10M non-embedding)"."""
+        total, non_embedding = self.num_params(non_embedding=False), self.num_params()
+        return f"{total / 1e6:.2f}M parameters ({non_embedding / 1e6:.2f}M non-embedding)"
+
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs (forward + backward) per token at context `seq_len`: PaLM's appendix B formula,
         6N + 12*L*H*Q*T.

@@ -68,7 +68,7 @@ class TrainConfig:
     epochs: float = 1.0  # used when max_steps is not given
     lr: float = 6e-4
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # capped to 10% of the run when not shorter than the run
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -128,6 +128,17 @@ class Run:
             raise InputError(f"{config.data}: the train split holds less than one optimizer step of tokens")
         self.steps_per_epoch = per_epoch
         self.max_steps = config.max_steps or max(1, int(config.epochs * per_epoch))
+        self.warmup_steps = config.warmup_steps
+        if self.warmup_steps >= self.max_steps:  # the run would end still warming up, never decaying
+            self.warmup_steps = max(1, self.max_steps // 10)
+            if env.is_main:
+                log.warning(
+                    "--warmup-steps %d is not shorter than the run (%d steps): warming up for %d step(s) "
+                    "(10%% of the run) instead",
+                    config.warmup_steps,
+                    self.max_steps,
+                    self.warmup_steps,
+                )
 
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.gpt = GPT(self.model_config).to(env.device)
@@ -252,7 +263,8 @@ class Run:
             torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip, foreach=True)
         max_lr = c.lr
         set_lr(
-            self.optimizer, lr_at(self.step, max_lr, max_lr * c.min_lr_ratio, c.warmup_steps, self.max_steps)
+            self.optimizer,
+            lr_at(self.step, max_lr, max_lr * c.min_lr_ratio, self.warmup_steps, self.max_steps),
         )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -287,18 +299,21 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, env: Dist) -> TrainResult:
     out = Path(config.out)
     run = Run(config, env)
-    if config.resume and (found := latest_checkpoint(out / "checkpoints")):
-        run.restore(found)
+    if config.resume:
+        if found := latest_checkpoint(out / "checkpoints"):
+            run.restore(found)
+        elif env.is_main:
+            log.warning("--resume: no complete checkpoint in %s; starting from scratch", out / "checkpoints")
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
         with fsspec.open(run.release.tokenizer_path(), "rb") as source:
             (out / "tokenizer.json").write_bytes(source.read())
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
         log.info(
-            "training %s (%.2fM parameters) on %s: %d steps of %d tokens (%d per epoch), %d rank(s), "
+            "training %s, %s, on %s: %d steps of %d tokens (%d per epoch), %d rank(s), "
             "grad accumulation %d; MFU against %s",
             config.preset,
-            run.gpt.num_params() / 1e6,
+            run.gpt.params_label(),
             env.device,
             run.max_steps,
             run.tokens_per_step,

@@ -75,7 +75,9 @@ def test_eval_of_a_hugging_face_directory_writes_json_and_table3(hf_dir, tmp_pat
 
     header, rule, ours, paper = table.splitlines()[2:6]
     assert header.startswith("| model | LAMBADA (PPL) | LAMBADA (ACC) | CBT-CN (ACC) | CBT-NE (ACC) |")
-    assert ours.startswith("| ours: tiny-gpt2 (") and ours.count("| – ") == 5  # CBT-NE, enwik8, ... empty
+    assert ours.startswith(f"| ours: tiny-gpt2, {results['model']['params_label']} |")
+    assert results["model"]["params_label"].endswith("M non-embedding)")
+    assert ours.count("| – ") == 5  # CBT-NE, enwik8, ... empty
     assert f"| {lambada['openai']['ppl']:.2f} |" in ours and f"| {wiki['ppl_word']:.2f} |" in ours
     numbers = (
         "35.13 | 45.99 | 87.65 | 83.4 | 29.41 | 65.85 | 1.16 | 1.17 | 37.50 | 75.20"  # the paper's 117M row
@@ -110,7 +112,7 @@ def test_eval_of_a_trained_checkpoint_uses_the_runs_tokenizer(tmp_path):
     assert results["settings"]["device"] == "cpu" and results["paper"]["chosen_by"] == "--paper-size"
     assert all(results["tasks"][name]["examples"] == 5 for name in ("lambada", "storycloze"))
     assert (
-        "| ours: run/step-00000002 (" in done.stdout
+        "| ours: run/step-00000002, " in done.stdout
         and "| GPT-2 paper, Table 3: 1542M | 8.63 | 63.24 |" in done.stdout
     )
 

@@ -1,4 +1,5 @@
-"""Hugging Face export/import: logits match transformers' GPT2LMHeadModel / OpenAIGPTLMHeadModel both ways."""
+"""Hugging Face export/import: logits match transformers' GPT2LMHeadModel / OpenAIGPTLMHeadModel both ways,
+and the exported tokenizer files give AutoTokenizer the release tokenizer's ids."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    OpenAIGPTConfig,
+    OpenAIGPTLMHeadModel,
+)
 
 from corpus.errors import InputError
+from corpus.tokenizer import EOT, Tokenizer, gpt2_tokenizer, train_tokenizer
 from training.hf_format import export_hf, import_hf
 from training.model import GPT, GPTConfig
 
 V, CTX = 300, 64
 HF_CLASSES = {"gpt2": GPT2LMHeadModel, "gpt1": OpenAIGPTLMHeadModel}
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def randomize(module: torch.nn.Module, seed: int) -> None:
@@ -205,3 +215,69 @@ def test_import_reads_sharded_checkpoints(tmp_path):
     weight_map = {k: file for file, keys in shards.items() for k in keys}
     (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     assert torch.equal(import_hf(str(d)).transformer.h[1].ln_2.bias, gpt.transformer.h[1].ln_2.bias)
+
+
+def real_texts() -> list[str]:
+    """Web-like English (LAMBADA passages) and WikiText lines, with the literal "<|endoftext|>" mixed in."""
+    lambada = FIXTURES / "text" / "lambada_test.first30.jsonl"
+    passages = [json.loads(line)["text"] for line in lambada.read_text(encoding="utf-8").splitlines()]
+    wiki = (FIXTURES / "text" / "wikitext-2-raw-v1.test.first100lines.txt").read_text(encoding="utf-8")
+    forged = [f"{passages[0]}{EOT}{passages[1]}", f"{EOT} at the start, twice {EOT}{EOT} and <|end", EOT]
+    return [*passages, *wiki.split("\n\n"), wiki, *forged, "  leading spaces\t\r\n", "café 東京 🙂"]
+
+
+@pytest.fixture(scope="module")
+def release_tokenizers() -> dict[str, Tokenizer]:
+    """GPT-2's own vocabulary (50,257 tokens) and a small one trained the way the release trains one."""
+    return {
+        "gpt2": gpt2_tokenizer(str(FIXTURES / "gpt2_bpe")),
+        "trained": train_tokenizer(real_texts(), vocab_size=500),
+    }
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "gpt1"])
+@pytest.mark.parametrize("vocabulary", ["gpt2", "trained"])
+def test_exported_tokenizer_encodes_like_the_release_tokenizer(
+    tmp_path, release_tokenizers, variant, vocabulary
+):
+    ours = release_tokenizers[vocabulary]
+    gpt = GPT(
+        GPTConfig(vocab_size=ours.vocab_size, block_size=CTX, n_layer=1, n_head=2, n_embd=16, variant=variant)
+    )
+    export_hf(gpt, str(tmp_path / "hf"), tokenizer=ours)
+    theirs = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "hf")) is HF_CLASSES[variant]
+
+    texts = real_texts()
+    assert [theirs(text)["input_ids"] for text in texts] == [ours.encode(text) for text in texts]
+    assert theirs(texts)["input_ids"] == ours.encode_batch(texts)  # batched, and nothing added
+    assert theirs(EOT)["input_ids"] != [ours.eot_id]  # the string is text, as in the release
+    assert theirs.decode(ours.encode(texts[0])) == texts[0]
+    assert theirs.decode([ours.eot_id]) == EOT
+    assert theirs.eos_token == theirs.bos_token == EOT
+    assert theirs.eos_token_id == theirs.bos_token_id == ours.eot_id == gpt.config.vocab_size - 1
+    assert theirs.model_max_length == CTX
+    long_text = max(texts, key=len)  # all of the WikiText sample: far more than CTX tokens
+    assert len(ours.encode(long_text)) > CTX
+    assert theirs(long_text, truncation=True)["input_ids"] == ours.encode(long_text)[:CTX]
+
+
+def test_tokenizer_files_are_byte_identical_and_the_eot_comes_from_the_tokenizer(
+    tmp_path, release_tokenizers
+):
+    tokenizer = release_tokenizers["trained"]
+    padded = (
+        tokenizer.vocab_size + 12
+    )  # a model vocabulary larger than the tokenizer's: EOT is not its last id
+    gpt = GPT(GPTConfig(vocab_size=padded, block_size=CTX, n_layer=1, n_head=2, n_embd=16))
+    for name in ("a", "b"):
+        export_hf(gpt, str(tmp_path / name), tokenizer=tokenizer)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["eos_token_id"] == config["bos_token_id"] == tokenizer.eot_id != padded - 1
+    assert Tokenizer.load(str(tmp_path / "a")).encode("the city") == tokenizer.encode("the city")
+    with pytest.raises(ValueError, match="differs from the tokenizer's"):
+        export_hf(gpt, str(tmp_path / "c"), eot_id=7, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="exceed vocab_size"):
+        export_hf(gpt, str(tmp_path / "c"), tokenizer=release_tokenizers["gpt2"])

@@ -121,15 +121,17 @@ def latest_step(run: Path) -> int:
 
 
 def test_export_loads_in_transformers_with_the_same_logits(release, tmp_path):
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from training.checkpoint import load_model
+    from training.checkpoint import load_model, load_tokenizer
 
     run = tmp_path / "run"
     webtext(*train_args(release, run, 2, 2))
     hf = tmp_path / "hf"
     done = webtext("export", "--checkpoint", str(run), "--out", str(hf))
     assert "export:" in done.stdout and (hf / "tokenizer.json").is_file()
+    text = "the city <|endoftext|> of the new school"
+    assert AutoTokenizer.from_pretrained(hf).encode(text) == load_tokenizer(str(run)).encode(text)
     ours = load_model(str(run))
     theirs = GPT2LMHeadModel.from_pretrained(str(hf)).eval()
     idx = torch.randint(0, ours.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))

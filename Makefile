@@ -49,6 +49,10 @@ test-latest: setup
 	$(LATEST)/bin/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(apache-beam|torch|pyarrow|numpy|transformers|trafilatura)=='
 	$(LATEST)/bin/python -m pytest -p no:cacheprovider
 
+# The reference under docs/, built with mkdocs-material in strict mode (a broken link or anchor fails).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
+
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts=""
 

@@ -1,6 +1,6 @@
 """What every stage owes its users: a ledger row for each thing it drops and a `stats.json` that reconciles.
 
-DESIGN.md fixes the shapes: ledger rows are (`id`, `stage`, `reason`, `detail`); stats are
+docs/design.md fixes the shapes: ledger rows are (`id`, `stage`, `reason`, `detail`); stats are
 `{"stage": NAME, "in": N, "out": M, "dropped": {REASON: n, ...}, ...}` with in = out + sum(dropped) exactly.
 This module is the one place those shapes are built and checked; stages only supply their counts.
 """
@@ -13,6 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pyarrow as pa
+
+# The chain's stages in pipeline order, and what each one counts in its stats (links counts submissions,
+# fetch the links it fetched, the later stages pages or documents).
+CHAIN = ("links", "fetch", "extract", "dedup", "filter", "release", "ngrams")
+UNITS = {
+    "links": "submissions",
+    "fetch": "links",
+    "extract": "pages",
+    "dedup": "documents",
+    "filter": "documents",
+    "release": "documents",
+}
 
 
 class LedgerRow(NamedTuple):

@@ -14,6 +14,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from corpus.accounting import CHAIN, UNITS  # noqa: E402
 
 PLOTS = {
     "lengths": "doc_lengths.png",
@@ -41,6 +44,8 @@ def _hist(values: list[float], title: str, xlabel: str, path: str, log: bool = F
     fig, ax = plt.subplots(figsize=(7, 4))
     if values:
         ax.hist(values, bins=50, log=log, color="#4c72b0")
+        if not log:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)
@@ -49,12 +54,15 @@ def _hist(values: list[float], title: str, xlabel: str, path: str, log: bool = F
     _save(fig, path)
 
 
-def _barh(items: list[tuple[str, int]], title: str, xlabel: str, path: str) -> None:
+def _barh(items: list[tuple[str, int]], title: str, xlabel: str, path: str, log: bool = False) -> None:
+    """Horizontal bars, the first item on top; counts on an integer (or, with `log`, a log) axis."""
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(items) + 1)))
     if items:
         labels = [k for k, _ in reversed(items)]
-        ax.barh(range(len(items)), [v for _, v in reversed(items)], color="#55a868")
+        ax.barh(range(len(items)), [v for _, v in reversed(items)], color="#55a868", log=log)
         ax.set_yticks(range(len(items)), labels, fontsize=8)
+        if not log:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)
@@ -62,12 +70,17 @@ def _barh(items: list[tuple[str, int]], title: str, xlabel: str, path: str) -> N
     _save(fig, path)
 
 
+def _chain_order(stage: str) -> tuple[int, str]:
+    return (CHAIN.index(stage) if stage in CHAIN else len(CHAIN), stage)
+
+
 def drops(stats: dict[str, dict]) -> list[tuple[str, int]]:
-    """``stage:reason`` -> count for every drop, in stage then reason order."""
+    """``stage: reason (unit)`` -> count for every drop, stages in pipeline order, reasons by name."""
     out = []
-    for stage, s in sorted(stats.items()):
-        for reason, n in sorted((s.get("dropped") or {}).items()):
-            out.append((f"{stage}:{reason}", int(n)))
+    for stage in sorted(stats, key=_chain_order):
+        unit = UNITS.get(stage, "records")
+        for reason, n in sorted((stats[stage].get("dropped") or {}).items()):
+            out.append((f"{stage}: {reason} ({unit})", int(n)))
     return out
 
 
@@ -76,11 +89,12 @@ def write_plots(directory: str, stats: dict[str, dict], docs_summary: dict) -> l
     j = lambda name: os.path.join(directory, PLOTS[name])  # noqa: E731
     _hist(list(docs_summary.get("lengths", [])), "Document length", "tokens per document", j("lengths"))
     domains = _top(dict(docs_summary.get("domains", {})))
-    _barh(domains, f"Top {TOP_N} domains", "documents", j("domains"))
+    _barh(domains, f"Top {len(domains)} domains", "documents", j("domains"))
     subreddits = _top(dict(docs_summary.get("subreddits", {})))
-    _barh(subreddits, f"Top {TOP_N} subreddits", "documents", j("subreddits"))
+    _barh(subreddits, f"Top {len(subreddits)} subreddits", "documents", j("subreddits"))
     _hist(list(docs_summary.get("karma", [])), "Reddit karma per document", "karma", j("karma"), log=True)
-    _barh(drops(stats), "Drops by stage and reason", "documents dropped", j("drops"))
+    # A log axis: one large reason (hundreds of links not in the archive) would hide every small one.
+    _barh(drops(stats), "Drops by stage and reason", "dropped (log scale)", j("drops"), log=True)
     return [PLOTS[k] for k in PLOTS]
 
 
@@ -181,7 +195,7 @@ def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict)
         "",
     ]
     stage_rows = []
-    for stage, s in sorted(stats.items()):
+    for stage, s in sorted(stats.items(), key=lambda kv: _chain_order(kv[0])):
         dropped = s.get("dropped") or {}
         reasons = ", ".join(f"{r}: {_n(int(n))}" for r, n in sorted(dropped.items())) or "-"
         stage_rows.append(

@@ -1,4 +1,4 @@
-"""Documents: the extract stage's rows, keyed by a stable hash of the canonical URL (DESIGN.md)."""
+"""Documents: the extract stage's rows, keyed by a stable hash of the canonical URL (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`webtext`: one console script for every stage (DESIGN.md fixes the verbs).
+"""`webtext`: one console script for every stage (docs/design.md fixes the verbs).
 
 Beam stages take their own flags first; everything argparse does not recognise is handed to Beam as
 pipeline options (`--runner`, `--direct_num_workers`, `--temp_location`, ...). Bad input ends the
@@ -8,14 +8,17 @@ command with one line on stderr naming the file and the problem, exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
 import os
 import re
 import sys
 from collections.abc import Callable
 from importlib import resources
+from typing import NoReturn
 
-from corpus.errors import InputError
+from corpus.errors import InputError, interrupted
 from pipelines.build import add_build_parser
 from pipelines.cli_ngrams import add_ngrams_parser, add_overlap_parser
 from pipelines.cli_stages import (
@@ -305,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for add in adders:
         add(sub)
+    for verb_parser in sub.choices.values():
+        verb_parser.set_defaults(parser=verb_parser)  # errors print the verb's usage, not the top level
     return parser
 
 
@@ -322,9 +327,15 @@ def configure_logging(verbose: bool) -> None:
             handler.addFilter(lambda record: "apache_beam" not in record.pathname)
 
 
-BEAM_HYPHENATED = {"--job-server-timeout"}
 _BEAM_SUFFIX = re.compile(r" \[while running '[^']*'\]")
 _WRAPPED_INPUT_ERROR = re.compile(r"(?:DumpError|InputError|RedditCredentialsError): (.+)")
+# Verbs that run no Beam pipeline: every argument they do not know is an error.
+NO_BEAM_OPTIONS = {"reddit", "verify", "overlap", "train", "export", "eval", "finetune"}
+RESUME_HINTS = {
+    "stage": "nothing was published; run the same command again",
+    "build": "run the same command again: complete stages are kept, the interrupted one starts over",
+    "demo": "run it again to start over",
+}
 
 
 def user_error(exc: BaseException) -> str | None:
@@ -335,20 +346,36 @@ def user_error(exc: BaseException) -> str | None:
     return _BEAM_SUFFIX.sub("", match.group(1)).strip() if match else None
 
 
+def unknown_beam_options(args: list[str]) -> list[str]:
+    """The arguments that no registered Beam `PipelineOptions` class declares (Beam itself would only log
+    and discard them, so a misspelt or misplaced flag would silently change nothing)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    pending = [PipelineOptions]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        # A subclass re-declaring its parent's option raises; that option is known already.
+        with contextlib.suppress(argparse.ArgumentError):
+            cls._add_argparse_args(parser)  # the one way Beam exposes its option names
+    return parser.parse_known_args(args)[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # Beam's options are spelt with underscores, so a hyphenated flag nobody knows is a typo of ours:
-    # refuse it rather than let Beam discard it with a warning.
-    typos = [
-        a for a in extra if a.startswith("--") and "-" in a[2:].split("=")[0] and a not in BEAM_HYPHENATED
-    ]
-    if typos:
-        parser.error(f"unrecognized arguments: {' '.join(typos)}")
     configure_logging(args.verbose)
+    unknown = extra if args.command in NO_BEAM_OPTIONS else unknown_beam_options(extra)
+    if unknown:
+        args.parser.error(
+            f"unrecognized arguments: {' '.join(unknown)} (not a flag of {args.command}, nor a Beam option)"
+        )
     handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
     try:
         return handler(args, extra)
+    except KeyboardInterrupt:
+        return interrupted(args.command, RESUME_HINTS.get(args.command, RESUME_HINTS["stage"]))
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: input errors become one line
         message = user_error(exc)
         if message is None:
@@ -357,5 +384,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> NoReturn:
+    """The console script. A Beam verb's work is done and its summary printed when `main` returns; the
+    process then ends without interpreter teardown. Native thread pools that Beam and Arrow start (Arrow's
+    Parquet reader threads, gRPC's) are not joined at teardown, and one still alive when its C++ runtime
+    is destroyed aborts the process ("terminate called without an active exception", exit -6) after a
+    successful run. Collecting garbage first releases every Arrow reader while Arrow is alive; `os._exit`
+    then skips the teardown itself. Training verbs exit normally: their loader workers and process
+    groups are cleaned up by their own exit handlers."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb in NO_BEAM_OPTIONS - {"verify", "overlap"}:
+        sys.exit(code)
+    gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

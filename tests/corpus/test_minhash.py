@@ -221,3 +221,12 @@ def test_shingle_hashes_are_well_spread():
     assert len(np.unique(hashes)) == len(hashes)
     bits = (hashes[:, None] >> np.arange(32, dtype=np.uint32)) & 1
     assert np.abs(bits.mean(axis=0) - 0.5).max() < 4.5 * 0.5 / np.sqrt(len(hashes))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
+@pytest.mark.parametrize("num_perm", [32, 128])
+def test_bands_and_rows_are_datasketchs_choice(threshold, num_perm):
+    from datasketch.lsh import _optimal_param  # the reference; our code does not import its private API
+
+    ours = minhash._optimal_bands(threshold, num_perm, (0.5, 0.5))
+    assert ours == _optimal_param(threshold, num_perm, 0.5, 0.5)

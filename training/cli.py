@@ -8,8 +8,6 @@ import os
 import warnings
 from pathlib import Path
 
-import torch
-
 from corpus.errors import EXIT_INTERRUPTED, InputError, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
 
@@ -22,8 +20,7 @@ def no_beam_options(command: str, extra: list[str]) -> None:
 
 
 def add_train_parser(sub) -> None:
-    from training.model import PRESETS
-    from training.trainer import TrainConfig
+    from training.config import PRESETS, TrainConfig
 
     d = TrainConfig(data="", out="")
     p = sub.add_parser(
@@ -114,6 +111,8 @@ def resume_hint(run_dir: Path) -> str:
 
 def sample_text(run_dir: Path, tokens: int, seed: int) -> str:
     """A short sample from the run's newest checkpoint, starting from <|endoftext|> (top-k 40)."""
+    import torch
+
     from training.checkpoint import load_model, load_tokenizer
 
     model, tokenizer = load_model(str(run_dir)), load_tokenizer(str(run_dir))

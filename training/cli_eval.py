@@ -12,13 +12,16 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corpus.errors import InputError, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
 from training.cli import no_beam_options
-from training.distributed import resolve_device
-from training.eval_tasks import KINDS, Task, parse_task, run_task
-from training.model import GPT
+from training.config import KINDS
+
+if TYPE_CHECKING:
+    from training.eval_tasks import Task
+    from training.model import GPT
 
 log = logging.getLogger("webtext")
 
@@ -95,6 +98,9 @@ def run_eval_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from training.distributed import resolve_device
+    from training.eval_tasks import parse_task
+
     tasks = [parse_task(spec) for spec in args.task]
     names = [task.name for task in tasks]
     if len(set(names)) != len(names):
@@ -150,6 +156,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def evaluate(
     task: Task, model: GPT, tokenizer: Tokenizer, args: argparse.Namespace, context: int, stride: int
 ) -> dict:
+    from training.eval_tasks import run_task
+
     try:
         return run_task(
             task,

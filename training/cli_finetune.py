@@ -14,16 +14,13 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-
 from corpus.errors import InputError, interrupted, positive_int
-from training.distributed import resolve_device
 
 log = logging.getLogger("webtext")
 
 
 def add_finetune_parser(sub) -> None:
-    from training.finetune import FinetuneConfig
+    from training.config import FinetuneConfig
     from training.finetune_tasks import KINDS
 
     d = FinetuneConfig()
@@ -82,9 +79,12 @@ def add_finetune_parser(sub) -> None:
 
 def run_finetune(args: argparse.Namespace) -> dict:
     """Fine-tune and evaluate as the flags say; returns the results (also written to OUT/results.json)."""
+    import torch
+
     from training.checkpoint import load_model, load_tokenizer
+    from training.config import FinetuneConfig
+    from training.distributed import resolve_device
     from training.finetune import (
-        FinetuneConfig,
         FinetuneGPT,
         accuracy,
         finetune,

@@ -32,13 +32,11 @@ from dataclasses import dataclass
 from corpus.errors import InputError
 from corpus.tokenizer import Tokenizer
 from training import zero_shot
+from training.config import CHOICE_KINDS, KINDS, PERPLEXITY_KINDS  # noqa: F401 - re-exported
 from training.detokenize import detokenize as detokenize_text
 from training.model import GPT
 from training.zero_shot import ChoiceExample, Document, LambadaExample
 
-CHOICE_KINDS = ("cbt-cn", "cbt-ne", "cloze")
-PERPLEXITY_KINDS = ("wikitext2", "wikitext103", "ptb", "1bw", "enwik8", "text8", "text")
-KINDS = ("lambada", *CHOICE_KINDS, *PERPLEXITY_KINDS)
 DETOKENIZER = {
     "wikitext2": "wikitext",
     "wikitext103": "wikitext",

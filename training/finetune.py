@@ -35,27 +35,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from corpus.errors import InputError
+from training.config import FinetuneConfig
 from training.finetune_tasks import KINDS, SpecialTokens
 from training.model import GPT, GPTConfig
 from training.optim import set_lr
 
 log = logging.getLogger("webtext")
 NUM_SPECIAL = 3  # start, delimiter, extract
-
-
-@dataclass
-class FinetuneConfig:
-    lambda_lm: float = 0.5  # weight of the auxiliary language-modelling loss L1
-    lr: float = 6.25e-5
-    batch_size: int = 32  # examples per step (each is 1, 2 or k sequences)
-    epochs: int = 3
-    warmup_fraction: float = 0.002
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = 1.0
-    max_steps: int | None = None  # default: epochs over the training examples
-    seed: int = 0
-    log_every: int = 10
 
 
 class FinetuneGPT(nn.Module):

@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from training.config import GPTConfig, TrainConfig, preset
 from training.data import build_loader
 from training.distributed import (
     Dist,
@@ -48,46 +49,12 @@ from training.distributed import (
 )
 from training.elastic import load_run_state
 from training.metrics import MetricsLog, device_peak_flops, plot_loss_curve
-from training.model import GPT, GPTConfig, preset
+from training.model import GPT
 from training.optim import build_optimizer, lr_at, set_lr
 from training.release import Release, open_release, steps_per_epoch
 
 log = logging.getLogger("webtext")
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    preset: str = "tiny"
-    seq_len: int | None = None  # default: the preset's context
-    micro_batch: int = 8  # sequences per rank per micro-step
-    global_batch_tokens: int | None = None  # default: one micro-batch per rank (no accumulation)
-    max_steps: int | None = None
-    epochs: float = 1.0  # used when max_steps is not given
-    lr: float = 6e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100  # capped to 10% of the run when not shorter than the run
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    dropout: float = 0.0
-    seed: int = 1337
-    eval_every: int = 200
-    eval_batches: int = 20
-    save_every: int = 200
-    keep: int = 3
-    log_every: int = 10
-    resume: bool = False
-    compile: bool = False
-    fsdp: bool = False
-    device: str = "auto"
-    num_workers: int = 0
-    shuffle_buffer: int = 1024
-    skip_corrupt: bool = False
-    peak_flops: float | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. n_layer
 
 
 @dataclass

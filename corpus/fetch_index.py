@@ -2,7 +2,8 @@
 
 Rows carry the link's lineage (karma, submission ids, subreddits, ...) so that later stages need no join
 with the links table. `warc_file` is relative to the work directory for archives the fetch stage wrote
-(`fetch/<run>-NNNNN.warc.gz`) and the path as given for `--from-warc` archives.
+(`fetch/<run>-NNNNN.warc.gz`), and an absolute path (or a URI such as gs://...) for `--from-warc` archives:
+never relative to the directory a command was started from.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ INDEX_SCHEMA = pa.schema(
 
 # Outcome of a link that an archive read with --from-warc does not hold.
 NOT_IN_ARCHIVE = "not_in_archive"
+# Outcome of a link whose per-URL code path raised: a bug, recorded with the exception, retried by a rerun.
+INTERNAL_ERROR = "internal_error"
 
 
 def lineage_of(link: dict[str, Any]) -> dict[str, Any]:
@@ -61,16 +64,21 @@ def index_row(
     """An index row for `link` (a links-table row); every column of INDEX_SCHEMA is set."""
     return {
         "url": link["url"],
-        "final_url": final_url or link["url"],
+        "final_url": _text(final_url or link["url"]),
         "status": status,
-        "content_type": content_type,
+        "content_type": _text(content_type) if content_type is not None else None,
         "bytes": size,
         "fetched_at": fetched_at,
         "warc_file": warc_file,
         "offset": offset,
         "length": length,
         "outcome": outcome,
-        "detail": detail[:500],
+        "detail": _text(" ".join(detail.split())[:500]),
         "attempts": attempts,
         **lineage_of(link),
     }
+
+
+def _text(value: str) -> str:
+    """value as Parquet can store it: a lone surrogate (surrogateescape-decoded bytes) becomes '?'."""
+    return value.encode("utf-8", "replace").decode("utf-8")

@@ -1,7 +1,7 @@
 """Polite, defensive HTTP(S) fetching of one URL at a time, keeping the raw bytes for WARC records.
 
-``Fetcher.fetch(url)`` never raises for network or content problems; ``FetchResult.outcome`` is one of
-(retry?: whether a later run should retry it, as ``is_terminal`` says):
+``Fetcher.fetch(url)`` never raises, whatever a server sends (a bug of ours is ``internal_error``);
+``FetchResult.outcome`` is one of (retry?: whether a later run should retry it, as ``is_terminal`` says):
 
 | outcome            | retry? | meaning                                                                  |
 |--------------------|--------|--------------------------------------------------------------------------|
@@ -13,16 +13,22 @@
 | robots_disallowed  | no     | robots.txt disallows the URL, or it answered 429/5xx (unavailable)       |
 | blocked_address    | no     | a hop's host resolves to a non-public address (any one of its addresses) |
 | dns_error          | yes    | the host does not resolve                                                |
-| connection_error   | yes    | refused, reset, closed before the end of the body, malformed response    |
+| connection_error   | yes    | refused, reset or closed before the whole response, bad body framing     |
 | tls_error          | no     | certificate verification or TLS handshake failure                        |
+| bad_header         | no     | not an HTTP/1.x response, head over 64 KiB, NUL or bare CR bytes in it,  |
+|                    |        | bad or conflicting Content-Length, over 16 interim (1xx) responses       |
 | redirect_loop      | no     | a redirect back to a URL already visited in this fetch                   |
 | too_many_redirects | no     | more than max_redirects redirects                                        |
-| invalid_url        | no     | unparseable URL, or a redirect to one or to a non-http(s) scheme         |
+| invalid_redirect   | no     | a Location that is no http(s) URL (``http://[::1/``, ``ftp:``, a bad     |
+|                    |        | numeric host)                                                            |
+| invalid_url        | no     | the URL itself is unparseable or not http(s)                             |
+| internal_error     | yes    | a bug in the fetcher: the exception, in one line (a rerun retries it)    |
 
 Each hop (the first request and every redirect) resolves the host once, refuses it before any connection when
 one of its addresses is not public (corpus/robots.py, ``address_allowed``), checks robots.txt (a robots.txt
-unreachable for a network reason gives the page that same outcome, no page request made), waits for the host's
-turn (``HostPacer``), then connects to the checked address itself: no second DNS answer, no rebinding window.
+unreachable for a network reason, or answered with a bad_header, gives the page that same outcome, no page
+request made), waits for the host's turn (``HostPacer``), then connects to the checked address itself: no
+second DNS answer, no rebinding window.
 
 Exchanges keep the bytes as on the wire for the WARC writer: the request head as sent, the response head as
 received, the body still content-encoded but de-chunked. A body cut at max_bytes is marked
@@ -33,7 +39,8 @@ retried ones (the 503 before a 200) and redirects included. The wall-clock cap c
 backoff; waiting for the host's turn is not counted, and robots.txt is fetched under its own cap, once per
 origin per Fetcher (``robots_fetches()`` lists those exchanges; a page's ``exchanges`` never holds them).
 Charsets are the extractor's business: an unknown label (``charset=foobar-99``) is ok, the bytes untouched; a
-missing Content-Type is bad_content_type.
+missing Content-Type is bad_content_type. Hosts that spell an IPv4 address as a number (``2130706433``,
+``0x7f.1``, ``0177.0.0.1``) are read as browsers read them, then checked like any address.
 """
 
 from __future__ import annotations
@@ -49,19 +56,20 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 from corpus.http_wire import (
-    HEAD_END,
     Deadline,
     Failure,
     Reader,
     Target,
     build_request,
     decode_body,
+    header_text,
     looks_binary,
     media_type,
     os_failure,
     parse_head,
     parse_target,
     read_body,
+    read_head,
     utc_now,
 )
 from corpus.robots import (
@@ -84,15 +92,19 @@ OUTCOMES: tuple[str, ...] = (
     "dns_error",
     "connection_error",
     "tls_error",
+    "bad_header",
     "redirect_loop",
     "too_many_redirects",
+    "invalid_redirect",
     "invalid_url",
+    "internal_error",
 )
 # http_error is retryable only with status 429 or >= 500: ask is_terminal().
-RETRYABLE_OUTCOMES: frozenset[str] = frozenset({"timeout", "connection_error", "dns_error", "http_error"})
+RETRYABLE_OUTCOMES: frozenset[str] = frozenset(
+    {"timeout", "connection_error", "dns_error", "http_error", "internal_error"}
+)
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-MAX_HEAD_BYTES = 64 * 1024
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -183,7 +195,16 @@ class Fetcher:
         self._robots_log: list[Exchange] = []
 
     def fetch(self, url: str) -> FetchResult:
-        """Fetch one URL: redirects followed, retries made, the outcome classified (module docstring)."""
+        """Fetch one URL: redirects followed, retries made, the outcome classified (module docstring).
+
+        Never raises: an exception here is a bug of ours, and it is the result ``internal_error``."""
+        try:
+            return self._fetch(url)
+        except Exception as e:  # noqa: BLE001 - one URL's bug must not take the stage down
+            detail = f"{type(e).__name__}: {e}"
+            return FetchResult(url, url, "internal_error", None, None, detail, [], None, 0)
+
+    def _fetch(self, url: str) -> FetchResult:
         result = self._follow(url, self.config.max_bytes, self.config.respect_robots)
         if result.outcome in ("ok", "too_large"):
             if media_type(result.content_type) not in self.config.content_types:
@@ -210,6 +231,7 @@ class Fetcher:
 
         def result(outcome: str, detail: str, body: bytes | None = None) -> FetchResult:
             ctype = parse_head(last.response_head)[1].get("content-type") if last else None
+            ctype = header_text(ctype) if ctype is not None else None
             final = current if redirects else url
             status = last.status if last else None
             return FetchResult(url, final, outcome, status, ctype, detail, exchanges, body, attempts)
@@ -241,15 +263,20 @@ class Fetcher:
                 )
                 attempts += tries
             except Failure as f:
-                prefix = "redirect: " if redirects and f.outcome == "invalid_url" else ""
-                return result(f.outcome, prefix + f.detail)
+                if redirects and f.outcome == "invalid_url":
+                    return result("invalid_redirect", f"redirect: {f.detail}")
+                return result(f.outcome, f.detail)
             if failure:
                 return result(failure.outcome, failure.detail)
             headers = parse_head(last.response_head)[1]
             if last.status in REDIRECT_STATUSES and headers.get("location"):
                 location = headers["location"].encode("latin-1").decode("utf-8", "replace")  # raw UTF-8 bytes
-                current = urljoin(target.url, location)
                 redirects += 1
+                try:
+                    current = urljoin(target.url, location)
+                except ValueError as e:  # "http://[::1/", a netloc that NFKC changes, ...
+                    current = location
+                    return result("invalid_redirect", f"redirect: unparseable Location {location!r}: {e}")
                 continue
             if not 200 <= last.status < 300:
                 return result("http_error", f"HTTP {last.status}")
@@ -351,14 +378,7 @@ class Fetcher:
                 except OSError as e:
                     raise os_failure(e, "sending the request") from None
                 reader = Reader(sock, self.config.read_timeout, deadline)
-                while True:  # skip interim 1xx responses
-                    head = reader.read_until(HEAD_END, MAX_HEAD_BYTES, "response head")
-                    try:
-                        status, headers = parse_head(head)
-                    except ValueError as e:
-                        raise Failure("connection_error", f"malformed response: {e}") from None
-                    if not 100 <= status < 200:
-                        break
+                head, status, headers = read_head(reader)
                 body, truncated, failure = read_body(reader, status, headers, cap)
         return Exchange(target.url, ip, request, status, head, body, truncated, fetched_at), failure
 

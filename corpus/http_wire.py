@@ -2,11 +2,15 @@
 under a byte cap and a wall-clock deadline, and gzip/deflate decoding that cannot be made to allocate more
 than the cap. Raw bytes are kept as on the wire for the WARC records.
 
-Every problem is a ``Failure`` carrying the fetch outcome it maps to (corpus/fetcher.py lists them).
+Every problem is a ``Failure`` carrying the fetch outcome it maps to (corpus/fetcher.py lists them). A
+response head is checked as it arrives (``read_head``): one that is not HTTP/1.x, is over 64 KiB, holds NUL
+or bare CR bytes, or has an unusable Content-Length is ``bad_header``; non-ASCII bytes elsewhere in it (a
+UTF-8 reason phrase, a raw UTF-8 ``Link:``) are allowed and kept as received.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import zlib
@@ -14,6 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_INTERIM = 16  # 1xx responses skipped before the final one
 
 
 class Failure(Exception):
@@ -65,6 +72,8 @@ def looks_binary(body: bytes) -> bool:
 STATUS_LINE = re.compile(r"HTTP/\d(?:\.\d)? +(\d{3})(?: .*)?")
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 LINE_END = re.compile(rb"\n")
+FORBIDDEN_IN_HEAD = re.compile(rb"\x00|\r(?!\n)")  # RFC 9110 5.5, RFC 9112 2.2: reject, never guess
+CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True), below 2**63
 
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -79,6 +88,67 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
         if sep and name.strip():
             headers.setdefault(name.strip().lower(), value.strip())
     return int(match.group(1)), headers
+
+
+def header_text(value: str) -> str:
+    """A header value from parse_head (Latin-1, byte for byte) as text: UTF-8 when its bytes are UTF-8, as
+    warcio reads them back from the WARC record."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def validate_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """parse_head for a head just received, with Content-Length reduced to one number; raises
+    Failure('bad_header') for a malformed status line, NUL or bare CR bytes, or an unusable Content-Length
+    (not a number, or several different ones)."""
+    if forbidden := FORBIDDEN_IN_HEAD.search(head):
+        what = "NUL" if forbidden.group() == b"\x00" else "bare CR"
+        raise Failure("bad_header", f"{what} byte in the response head at {forbidden.start()}")
+    try:
+        status, headers = parse_head(head)
+    except ValueError as e:
+        raise Failure("bad_header", str(e)) from None
+    lengths: set[str] = set()
+    for line in head.decode("latin-1").split("\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == "content-length":
+            lengths.update(v.strip() for v in value.split(","))  # "10, 10" is allowed (RFC 9110 8.6)
+    if lengths:
+        [length, *others] = sorted(lengths)
+        if others or not CONTENT_LENGTH.fullmatch(length):
+            raise Failure("bad_header", f"bad Content-Length {', '.join(sorted(lengths))[:60]!r}")
+        headers["content-length"] = length
+    return status, headers
+
+
+def numeric_ipv4(host: str) -> str | None:
+    """The dotted IPv4 address a numeric host stands for, read as browsers and getaddrinfo read it
+    (``2130706433``, ``0177.0.0.1``, ``0x7f.1`` are all 127.0.0.1: WHATWG URL "IPv4 parser"); None for a
+    name. Raises ValueError for a host that ends in a number but is no address (``999999999999``)."""
+    parts = host.removesuffix(".").split(".")
+    if ":" in host or not re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]*", parts[-1]):
+        return None  # an IPv6 literal or a name
+    if len(parts) > 4:
+        raise ValueError(f"{host!r} has more than 4 numeric parts")
+    numbers = [_ipv4_number(part, host) for part in parts]
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise ValueError(f"{host!r} is out of the IPv4 range")
+    value = numbers[-1] + sum(n << (8 * (3 - i)) for i, n in enumerate(numbers[:-1]))
+    return str(ipaddress.IPv4Address(value))
+
+
+def _ipv4_number(part: str, host: str) -> int:
+    if part[:2] in ("0x", "0X"):
+        digits, base, valid = part[2:], 16, r"[0-9a-fA-F]*"
+    elif len(part) > 1 and part.startswith("0"):
+        digits, base, valid = part[1:], 8, r"[0-7]+"
+    else:
+        digits, base, valid = part, 10, r"[0-9]+"
+    if not re.fullmatch(valid, digits) or len(digits) > 32:
+        raise ValueError(f"{host!r}: {part!r} is not an IPv4 number")
+    return int(digits, base) if digits else 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +168,7 @@ def parse_target(url: str) -> Target:
         scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
         if not host.isascii():
             host = host.encode("idna").decode("ascii")
+        host = numeric_ipv4(host) or host
     except (ValueError, UnicodeError) as e:
         raise Failure("invalid_url", f"unparseable URL {url!r}: {e}") from None
     if scheme not in ("http", "https"):
@@ -167,15 +238,20 @@ class Reader:
         self.buf += data
         return bool(data)
 
-    def read_until(self, end: re.Pattern[bytes], limit: int, what: str) -> bytes:
-        """Bytes up to and including the first match of end (a response head, a chunk size line)."""
+    def read_until(
+        self, end: re.Pattern[bytes], limit: int, what: str, too_long: str = "connection_error"
+    ) -> bytes:
+        """Bytes up to and including the first match of end (a response head, a chunk size line); a Failure
+        with outcome too_long when there is none in the first limit bytes."""
         searched = 0  # the buffer before this is known not to hold a match (end is at most 4 bytes)
         while not (match := end.search(self.buf, searched)):
             if len(self.buf) > limit:
-                raise Failure("connection_error", f"{what} over {limit} bytes")
+                raise Failure(too_long, f"{what} over {limit} bytes")
             searched = max(0, len(self.buf) - 3)
             if not self._fill():
                 raise Failure("connection_error", f"connection closed inside the {what}")
+        if match.end() > limit:  # one recv can bring the end of a too long head along
+            raise Failure(too_long, f"{what} over {limit} bytes")
         line = bytes(self.buf[: match.end()])
         del self.buf[: match.end()]
         return line
@@ -187,6 +263,27 @@ class Reader:
         piece = bytes(self.buf[:n])
         del self.buf[:n]
         return piece
+
+
+def read_head(reader: Reader) -> tuple[bytes, int, dict[str, str]]:
+    """The final response head as received (interim 1xx responses skipped), its status and headers.
+
+    Raises Failure: bad_header for what validate_head refuses, a head over MAX_HEAD_BYTES, more than
+    MAX_INTERIM interim responses, or bytes that are not HTTP/1.x at all (an HTTP/0.9 body); the reader's
+    timeout or connection_error when the head does not arrive whole.
+    """
+    for _ in range(MAX_INTERIM + 1):
+        try:
+            head = reader.read_until(HEAD_END, MAX_HEAD_BYTES, "response head", too_long="bad_header")
+        except Failure:
+            start = bytes(reader.buf[:5])
+            if start and not b"HTTP/".startswith(start):
+                raise Failure("bad_header", f"not an HTTP/1.x response: starts {start!r}") from None
+            raise
+        status, headers = validate_head(head)
+        if not 100 <= status < 200:
+            return head, status, headers
+    raise Failure("bad_header", f"over {MAX_INTERIM} interim (1xx) responses")
 
 
 def body_pieces(reader: Reader, status: int, headers: dict[str, str]) -> Iterator[bytes]:
@@ -209,8 +306,8 @@ def body_pieces(reader: Reader, status: int, headers: dict[str, str]) -> Iterato
                 yield piece
             reader.read_until(LINE_END, 4096, "chunk end")
     elif (length := headers.get("content-length")) is not None:
-        if not length.isdigit():
-            raise Failure("connection_error", f"bad Content-Length {length!r}")
+        if not CONTENT_LENGTH.fullmatch(length):
+            raise Failure("bad_header", f"bad Content-Length {length[:40]!r}")
         expected, got = int(length), 0
         while got < expected:
             if not (piece := reader.read(expected - got)):

@@ -9,14 +9,19 @@ Pure rules, no I/O (corpus/fetcher.py does the fetching).
 - 4xx other than 429: the file is unavailable, everything is allowed (RFC 9309 2.3.1.3); a redirect loop,
   too many redirects, a redirect to a non-http(s) URL (2.3.1.2) or an undecodable body count as unavailable;
 - 429 or 5xx: the server is in trouble, everything is disallowed ("robots.txt unavailable", 2.3.1.4);
-- a network failure (timeout, connection_error, dns_error, tls_error, blocked_address): no page request is
-  made and the page gets that same outcome (retryable, unlike robots_disallowed), with a "robots.txt:" detail.
+- a network failure (timeout, connection_error, dns_error, tls_error, blocked_address) or a response that is
+  not HTTP (bad_header): no page request is made and the page gets that same outcome, with a "robots.txt:"
+  detail.
+
+``Crawl-delay`` and ``Request-rate`` lines whose value is not a plain ASCII number are ignored: the standard
+parser calls ``int()`` on anything ``str.isdigit`` accepts ("²", a 5,000-digit number) and would raise.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +34,14 @@ from urllib.robotparser import RobotFileParser
 
 ROBOTS_MAX_BYTES = 500 * 1024
 MAX_CRAWL_DELAY = 60.0
-NETWORK_OUTCOMES = frozenset({"timeout", "connection_error", "dns_error", "tls_error", "blocked_address"})
+NETWORK_OUTCOMES = frozenset(
+    {"timeout", "connection_error", "dns_error", "tls_error", "blocked_address", "bad_header"}
+)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+NUMERIC_LINES = {
+    "crawl-delay": re.compile(r"[0-9]{1,6}"),
+    "request-rate": re.compile(r"[0-9]{1,6}/[0-9]{1,6}"),
+}
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,15 @@ class RobotsPolicy:
 def parse_robots(text: str, user_agent: str) -> RobotsPolicy:
     """A policy from robots.txt text."""
     parser = RobotFileParser()
-    parser.parse(text.splitlines())
+    parser.parse(line for line in text.splitlines() if _parseable(line))
     return RobotsPolicy(user_agent, parser)
+
+
+def _parseable(line: str) -> bool:
+    """False for a Crawl-delay or Request-rate line the standard parser would crash on."""
+    name, _, value = line.split("#", 1)[0].partition(":")
+    number = NUMERIC_LINES.get(name.strip().lower())
+    return number is None or bool(number.fullmatch(value.strip().replace(" ", "")))
 
 
 def robots_policy(
@@ -122,11 +140,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):  # not str.isdigit: float("²") raises
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -3,6 +3,11 @@ record back by (offset, length) as the fetch index points to it.
 
 Records are written as separate gzip members (warcio's default), so an (offset, length) pair is enough to
 read a record without touching the rest of the file, in our archives and in Common Crawl's alike.
+
+HTTP heads are written byte for byte as received (WARC 1.1 allows any bytes in the record block): warcio
+would otherwise parse and re-encode them, percent-encoding or failing on non-ASCII bytes (a UTF-8 reason
+phrase, a raw UTF-8 ``Link:`` header) and normalizing line ends. An exchange's two records are built in
+memory and written in one piece, so a failure leaves no partial record in the file.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
+from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from corpus.errors import InputError
+from corpus.http_wire import HEAD_END
 
 # Bodies read back from an archive are capped like fetched ones (Common Crawl cuts at 1 MiB anyway).
 DEFAULT_MAX_BODY = 5 * 2**20
@@ -56,17 +63,33 @@ class _Counting:
         self.handle.flush()
 
 
+class _RawHead(StatusAndHeaders):
+    """An HTTP head that warcio writes as the bytes given, never re-encoded."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__("", [], protocol="")
+        self.headers_buff = raw
+
+    def compute_headers_buffer(self, header_filter=None) -> None:
+        pass  # headers_buff already holds the bytes as received
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def split_head(message: bytes) -> tuple[bytes, bytes]:
+    """(head up to and including its blank line, body) of an HTTP message; ValueError without a head end."""
+    end = HEAD_END.search(message)
+    if end is None:
+        raise ValueError("not an HTTP message: no blank line after the head")
+    return message[: end.end()], message[end.end() :]
+
+
 class WarcFileWriter:
     """Appends request/response record pairs to one open binary file (a `.warc.gz`)."""
 
     def __init__(self, handle: BinaryIO) -> None:
         self.out = _Counting(handle)
-        self.writer = WARCWriter(self.out, gzip=True)
-
-    def _write(self, record) -> tuple[int, int]:
-        start = self.out.position
-        self.writer.write_record(record)
-        return start, self.out.position - start
 
     def write_exchange(
         self,
@@ -78,28 +101,37 @@ class WarcFileWriter:
         truncated: str | None = None,
     ) -> tuple[int, int]:
         """Write the response record (head + body exactly as received) and its request record; returns the
-        response record's (offset, length)."""
+        response record's (offset, length). Raises ValueError when `response` has no HTTP head."""
+        buffer = io.BytesIO()
+        writer = WARCWriter(buffer, gzip=True)
         headers = {"WARC-Date": fetched_at, "WARC-IP-Address": ip}
         if truncated:
             headers["WARC-Truncated"] = truncated
-        response_record = self.writer.create_warc_record(
-            url, "response", payload=io.BytesIO(response), length=len(response), warc_headers_dict=headers
-        )
-        location = self._write(response_record)
+        response_record = _record(writer, url, "response", response, headers)
+        writer.write_record(response_record)
+        length = buffer.tell()
         request_headers = {
             "WARC-Date": fetched_at,
             "WARC-IP-Address": ip,
             "WARC-Concurrent-To": response_record.rec_headers.get_header("WARC-Record-ID"),
         }
-        request_record = self.writer.create_warc_record(
-            url,
-            "request",
-            payload=io.BytesIO(request),
-            length=len(request),
-            warc_headers_dict=request_headers,
-        )
-        self._write(request_record)
-        return location
+        writer.write_record(_record(writer, url, "request", request, request_headers))
+        start = self.out.position
+        self.out.write(buffer.getvalue())
+        return start, length
+
+
+def _record(writer: WARCWriter, url: str, kind: str, message: bytes, headers: dict[str, str]):
+    """A request or response record whose HTTP head is kept as the bytes given."""
+    head, body = split_head(message)
+    return writer.create_warc_record(
+        url,
+        kind,
+        payload=io.BytesIO(body),
+        length=len(body),
+        warc_headers_dict=headers,
+        http_headers=_RawHead(head),
+    )
 
 
 def _response(record, body: tuple[bytes, int], offset: int, length: int) -> WarcResponse:

@@ -2,7 +2,8 @@
 
 The C4 "webtextlike" approach: keep the responses whose canonical URL is in the links table. Every link
 gets one index row (`not_in_archive` when no archive holds it); the row points at the record in the
-source archive, which is not copied.
+source archive, which is not copied, by its absolute path (or URI): a relative `--from-warc p.warc.gz`
+is made absolute where the command starts, so later stages find it from any directory.
 
     archives -> ReadArchive (response metadata, keyed by canonical URL) --+
     links (keyed by URL) ------------------------------------------------+-> CoGroupByKey -> index rows
@@ -30,7 +31,7 @@ from pipelines.outputs import read_parquet
 @dataclass(frozen=True)
 class ArchiveOptions:
     links: str  # glob of the links table
-    archives: list[str]
+    archives: list[str]  # paths or URIs; relative paths are read from the current directory
     content_types: tuple[str, ...] = FetchConfig().content_types
     num_shards: int = 1
 
@@ -68,6 +69,11 @@ def choose(responses: list[dict]) -> dict:
     ranked.sort(key=lambda r: r["fetched_at"], reverse=True)  # stable sorts: the last key decides first
     ranked.sort(key=lambda r: not _is_2xx(r["status"]))
     return ranked[0]
+
+
+def absolute_location(path: str) -> str:
+    """A local path made absolute; a URI (gs://, s3://, file://...) as it is."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def _is_2xx(status: int | None) -> bool:
@@ -112,7 +118,7 @@ class FetchFromArchives(beam.PTransform):
         links = pbegin | "ReadLinks" >> read_parquet(opts.links, columns)
         responses = (
             pbegin
-            | "Archives" >> beam.Create(opts.archives)
+            | "Archives" >> beam.Create([absolute_location(path) for path in opts.archives])
             | "Spread" >> beam.Reshuffle()
             | "ReadArchive" >> beam.ParDo(ReadArchive())
         )

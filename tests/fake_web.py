@@ -30,6 +30,8 @@ with its own robots.txt (``robots[host]``: text for a 200, an int status, or ``(
 | /bad-charset         | a page with ``charset=foobar-99``                                            |
 | /pdf                 | application/pdf                                                              |
 | anything else        | 404                                                                          |
+
+tests/hostile_web.py builds on this server (``address``, and a ``handler`` subclass overriding ``respond``).
 """
 
 from __future__ import annotations
@@ -96,66 +98,69 @@ class _Handler(BaseHTTPRequestHandler):
         web = self.server.web
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
         self._hit = web._record(Hit(time.monotonic(), host, self.path, dict(self.headers.items())))
-        path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
-        seen = len(web.hits(host=host, path=self.path))  # this request included
         try:
-            if path in web.pages:
-                self.reply(200, web.pages[path])
-            elif path == "/robots.txt":
-                self.robots(web.robots.get(host))
-            elif path == "/gzip-page":
-                self.reply(200, gzip.compress(PAGE), ("Content-Encoding", "gzip"))
-            elif path == "/chunked":
-                self.chunked([PAGE[:20], PAGE[20:50], PAGE[50:]])
-            elif path == "/drip":
-                self.drip()
-            elif path == "/stall":
-                self.head(200)
-                web._stopping.wait(30)
-            elif path == "/huge":
-                self.huge()
-            elif path == "/lying-length":
-                self.head(200, ("Content-Length", "1000"))
-                self.wfile.write((PAGE * 2)[:100])
-                self.close_connection = True
-            elif path == "/gzip-bomb":
-                self.reply(200, gzip_bomb(), ("Content-Encoding", "gzip"))
-            elif path == "/reset":
-                self.reset()
-            elif path.startswith("/loop/"):
-                self.redirect("/loop/b" if path == "/loop/a" else "/loop/a")
-            elif path.startswith("/chain/") and path[7:].isdigit():
-                n = int(path[7:])
-                if n > 0:
-                    self.redirect(f"/chain/{n - 1}")
-                else:
-                    self.reply(200, PAGE)
-            elif path == "/redirect":
-                self.redirect(query["to"][0])
-            elif path == "/redirect-private":
-                self.redirect("http://10.0.0.1/")
-            elif path == "/redirect-metadata":
-                self.redirect("http://169.254.169.254/latest/meta-data/")
-            elif path == "/retry-after" and seen == 1:
-                self.reply(429, b"slow down", ("Retry-After", "1"))
-            elif path == "/flaky" and seen == 1:
-                self.reply(503, b"try again")
-            elif path in ("/retry-after", "/flaky"):
-                self.reply(200, PAGE)
-            elif path.startswith("/status/") and path[8:].isdigit():
-                self.reply(int(path[8:]), b"<html><body>status page</body></html>")
-            elif path == "/binary":
-                self.reply(200, PNG)
-            elif path == "/bad-charset":
-                self.reply(200, PAGE, ("Content-Type", "text/html; charset=foobar-99"))
-            elif path == "/pdf":
-                self.reply(
-                    200, b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", ("Content-Type", "application/pdf")
-                )
-            else:
-                self.reply(404, b"<html><body>not found</body></html>")
+            self.respond(host, self.path)
         except OSError:  # the client went away (it stops reading at its caps): expected here
             self.close_connection = True
+
+    def respond(self, host: str, target: str) -> None:
+        """Serve one request for `target` (path and query) on the virtual host `host`."""
+        web = self.server.web
+        path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
+        seen = len(web.hits(host=host, path=target))  # this request included
+        if path in web.pages:
+            self.reply(200, web.pages[path])
+        elif path == "/robots.txt":
+            self.robots(web.robots.get(host))
+        elif path == "/gzip-page":
+            self.reply(200, gzip.compress(PAGE), ("Content-Encoding", "gzip"))
+        elif path == "/chunked":
+            self.chunked([PAGE[:20], PAGE[20:50], PAGE[50:]])
+        elif path == "/drip":
+            self.drip()
+        elif path == "/stall":
+            self.head(200)
+            web._stopping.wait(30)
+        elif path == "/huge":
+            self.huge()
+        elif path == "/lying-length":
+            self.head(200, ("Content-Length", "1000"))
+            self.wfile.write((PAGE * 2)[:100])
+            self.close_connection = True
+        elif path == "/gzip-bomb":
+            self.reply(200, gzip_bomb(), ("Content-Encoding", "gzip"))
+        elif path == "/reset":
+            self.reset()
+        elif path.startswith("/loop/"):
+            self.redirect("/loop/b" if path == "/loop/a" else "/loop/a")
+        elif path.startswith("/chain/") and path[7:].isdigit():
+            n = int(path[7:])
+            if n > 0:
+                self.redirect(f"/chain/{n - 1}")
+            else:
+                self.reply(200, PAGE)
+        elif path == "/redirect":
+            self.redirect(query["to"][0])
+        elif path == "/redirect-private":
+            self.redirect("http://10.0.0.1/")
+        elif path == "/redirect-metadata":
+            self.redirect("http://169.254.169.254/latest/meta-data/")
+        elif path == "/retry-after" and seen == 1:
+            self.reply(429, b"slow down", ("Retry-After", "1"))
+        elif path == "/flaky" and seen == 1:
+            self.reply(503, b"try again")
+        elif path in ("/retry-after", "/flaky"):
+            self.reply(200, PAGE)
+        elif path.startswith("/status/") and path[8:].isdigit():
+            self.reply(int(path[8:]), b"<html><body>status page</body></html>")
+        elif path == "/binary":
+            self.reply(200, PNG)
+        elif path == "/bad-charset":
+            self.reply(200, PAGE, ("Content-Type", "text/html; charset=foobar-99"))
+        elif path == "/pdf":
+            self.reply(200, b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", ("Content-Type", "application/pdf"))
+        else:
+            self.reply(404, b"<html><body>not found</body></html>")
 
     def head(self, status: int, *headers: tuple[str, str]) -> None:
         names = {name.lower() for name, _ in headers}
@@ -206,7 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
     def reset(self) -> None:
         self.head(200, ("Content-Length", "1000"))
         self.wfile.write((PAGE * 2)[:100])
-        time.sleep(0.1)  # let the client read the head first
+        self.abort()
+
+    def abort(self) -> None:
+        """Reset the connection (RST, not FIN) once the client has had time to read what was sent."""
+        time.sleep(0.1)
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()  # with linger 0: RST instead of FIN
         self.close_connection = True
@@ -214,6 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # many clients connect at once in the concurrent tests
     web: FakeWeb
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -221,9 +231,16 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeWeb:
-    """A threaded HTTP(S) server on 127.0.0.1 (random port) with hostile endpoints; a context manager."""
+    """A threaded HTTP(S) server on a loopback address (127.0.0.1 unless given; a random port) with hostile
+    endpoints; a context manager."""
 
-    def __init__(self, pages: dict[str, bytes | str | Path] | None = None, tls: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        pages: dict[str, bytes | str | Path] | None = None,
+        tls: ssl.SSLContext | None = None,
+        address: str = "127.0.0.1",
+        handler: type[_Handler] = _Handler,
+    ):
         self.pages = {
             path: data if isinstance(data, bytes) else Path(data).read_bytes()
             for path, data in (pages or {}).items()
@@ -233,7 +250,7 @@ class FakeWeb:
         self._hits: list[Hit] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server((address, 0), handler)
         self._server.web = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from corpus.fetcher import OUTCOMES, RETRYABLE_OUTCOMES, FetchConfig, Fetcher, is_terminal
-from corpus.http_wire import decode_body, parse_head
+from corpus.http_wire import decode_body, numeric_ipv4, parse_head
 from corpus.robots import address_allowed, parse_retry_after
 from tests.fake_web import PAGE, FakeWeb, gzip_bomb
 
@@ -97,10 +97,11 @@ def gaps(hits) -> list[float]:
 
 
 def test_outcomes_and_retryability():
-    assert len(set(OUTCOMES)) == len(OUTCOMES) == 13
+    assert len(set(OUTCOMES)) == len(OUTCOMES) == 16
     assert set(OUTCOMES) >= RETRYABLE_OUTCOMES
     assert not is_terminal("timeout", None) and not is_terminal("connection_error", 200)
-    assert not is_terminal("dns_error", None)
+    assert not is_terminal("dns_error", None) and not is_terminal("internal_error", None)
+    assert is_terminal("bad_header", 200) and is_terminal("invalid_redirect", 302)
     assert not is_terminal("http_error", 429) and not is_terminal("http_error", 503)
     assert is_terminal("http_error", 404) and is_terminal("http_error", 410)
     terminal = ("ok", "too_large", "bad_content_type", "robots_disallowed", "blocked_address", "tls_error")
@@ -169,7 +170,8 @@ def test_gzip_and_chunked_bodies(web, host):
         ("/chain/5", "ok"),
         ("/redirect-private", "blocked_address"),
         ("/redirect-metadata", "blocked_address"),
-        ("/redirect?to=ftp://files.example/x.html", "invalid_url"),
+        ("/redirect?to=ftp://files.example/x.html", "invalid_redirect"),
+        ("/redirect?to=http://[::1/", "invalid_redirect"),
         ("/binary", "bad_content_type"),
         ("/pdf", "bad_content_type"),
         ("/bad-charset", "ok"),
@@ -250,7 +252,7 @@ def test_redirects(web, host):
     assert loop.outcome == "redirect_loop" and len(loop.exchanges) == 2
     assert loop.final_url == web.url("/loop/a", host)
     ftp = fetcher.fetch(web.url("/redirect?to=ftp://files.example/x.html", host))
-    assert ftp.outcome == "invalid_url" and ftp.detail.startswith("redirect: ")
+    assert ftp.outcome == "invalid_redirect" and ftp.detail.startswith("redirect: ")
     assert ftp.final_url == "ftp://files.example/x.html"
 
 
@@ -413,6 +415,31 @@ def test_address_allowed(ip, allowed):
     assert address_allowed(ip) is allowed
 
 
+@pytest.mark.parametrize(
+    ("host", "ip"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("2852039166", "169.254.169.254"),
+        ("10.0.0.1.", "10.0.0.1"),
+        ("93.184.216.34", "93.184.216.34"),
+        ("example.com", None),
+        ("::ffff:127.0.0.1", None),  # IPv6 literals are ipaddress's business
+    ],
+)
+def test_numeric_hosts_are_read_as_browsers_read_them(host, ip):
+    assert numeric_ipv4(host) == ip
+
+
+@pytest.mark.parametrize("host", ["999999999999", "1.2.3.4.5", "1.256.0.0", "08.1.1.1", "example.123"])
+def test_numeric_hosts_that_are_no_address(host):
+    with pytest.raises(ValueError):
+        numeric_ipv4(host)
+
+
 def test_allowed_networks_and_private_flag():
     net = ipaddress.ip_network("127.0.0.0/8")
     assert address_allowed("127.0.0.2", allowed_networks=(net,))
@@ -511,6 +538,9 @@ def test_connection_refused(host):
         "http://a.test:99999/",
         "http://exa mple.test/",
         "http://[::1/",
+        "http://[zz]/",
+        "http://a\u2100b/",
+        "http://999999999999/",  # a numeric host out of the IPv4 range
     ],
 )
 def test_invalid_urls(url, connections):

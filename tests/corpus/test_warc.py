@@ -7,6 +7,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 from corpus.warc import WarcError, WarcFileWriter, iter_responses, read_response
 
+REQUEST = b"GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n"
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "warc"
 
 
@@ -87,3 +89,39 @@ def test_written_exchanges_round_trip():
         "WARC-Record-ID"
     )
     assert records[0].rec_headers.get_header("WARC-IP-Address") == "93.184.216.34"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "HTTP/1.1 200 ÓK\r\nContent-Type: text/html\r\n\r\n".encode(),  # a UTF-8 reason phrase
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=é\r\n\r\n".encode(),
+        "HTTP/1.1 200 OK\r\nLink: <https://example.org/é.css>; rel=preload\r\n\r\n".encode(),
+        b"HTTP/1.1 200 OK\r\nX-Junk: \xff\xfe\x80\r\n\r\n",  # bytes that are no UTF-8
+        b"HTTP/1.1 200 OK\nContent-Type: text/html\n\n",  # bare LF line ends
+    ],
+)
+def test_heads_are_archived_byte_for_byte(head):
+    out = io.BytesIO()
+    body = b"<p>caf\xc3\xa9</p>"
+    offset, length = WarcFileWriter(out).write_exchange(
+        "http://example.com/a", "93.184.216.34", "2026-11-22T05:00:00Z", REQUEST, head + body
+    )
+    data = out.getvalue()
+    [block, request] = [r.raw_stream.read() for r in ArchiveIterator(io.BytesIO(data), no_record_parse=True)]
+    assert (block, request) == (head + body, REQUEST)  # WARC 1.1 allows any bytes in the block
+    for record in ArchiveIterator(io.BytesIO(data), check_digests="raise"):  # digests match the bytes kept
+        assert record.http_headers is not None and record.raw_stream.read() in (body, b"")
+    again = read_response(data[offset : offset + length], "mem", offset)
+    assert (again.status, again.body) == (200, body)
+
+
+def test_a_failed_write_leaves_the_file_as_it_was():
+    out = io.BytesIO()
+    writer = WarcFileWriter(out)
+    head = b"HTTP/1.1 200 OK\r\n\r\n"
+    writer.write_exchange("http://example.com/a", "93.184.216.34", "2026-11-22T05:00:00Z", REQUEST, head)
+    before = out.getvalue()
+    with pytest.raises(ValueError, match="no blank line"):
+        writer.write_exchange("http://example.com/b", "93.184.216.34", "2026-11-22T05:00:00Z", REQUEST, b"x")
+    assert out.getvalue() == before and len(list(iter_responses(io.BytesIO(before), "mem"))) == 1

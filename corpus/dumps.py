@@ -35,6 +35,14 @@ class DumpError(InputError):
     """A dump that cannot be read to its end (truncated or corrupt stream); names the file."""
 
 
+def unreadable_dump(path: str, err: OSError) -> DumpError:
+    """The error for a dump that cannot be opened (a directory, no permission, gone), naming the file."""
+    reason = err.strerror or str(err)
+    if isinstance(err, IsADirectoryError):
+        reason += f"; name the dumps inside it, e.g. '{path.rstrip('/')}/*'"
+    return DumpError(f"{path}: cannot read the dump ({reason})")
+
+
 def compression_of(path: str) -> str:
     """Compression by file suffix: zstd, gzip, bzip2, xz, or none (.jsonl, .ndjson, .json, no suffix)."""
     lower = path.lower()

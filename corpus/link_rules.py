@@ -9,6 +9,7 @@ submission; the karma rule runs on the aggregate of all submissions of one canon
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -25,6 +26,7 @@ from corpus.urls import (
     host_in,
     host_of,
     path_extension,
+    without_userinfo,
 )
 
 # Drop reasons of the submission-level rules, in the order they are checked.
@@ -54,6 +56,15 @@ def read_list(path: str) -> frozenset[str]:
 def packaged_list(name: str) -> str:
     """Path of a list file shipped in corpus/data."""
     return str(resources.files("corpus") / "data" / name)
+
+
+def list_name(path: str) -> str:
+    """How a list is named in stats and manifests: `corpus/data/NAME` for a packaged list (the same in every
+    checkout and install of one version), else the path as given."""
+    packaged = resources.files("corpus") / "data"
+    if os.path.dirname(os.path.abspath(path)) == os.path.abspath(str(packaged)):
+        return f"corpus/data/{os.path.basename(path)}"
+    return path
 
 
 def file_sha256(path: str) -> str:
@@ -90,7 +101,7 @@ class LinkConfig:
     def describe(self) -> dict:
         """The config as it goes into stats.json and the release manifest (lists identified by hash)."""
         lists = {
-            name: {"path": path, "sha256": file_sha256(path)}
+            name: {"path": list_name(path), "sha256": file_sha256(path)}
             for name, path in (
                 ("domain_blocklist", self.domain_blocklist),
                 ("extension_blocklist", self.extension_blocklist),
@@ -139,11 +150,11 @@ class LinkRules:
         if cfg.before is not None and sub.created_utc >= cfg.before:
             return Dropped(DATE_TOO_LATE, f"created_utc={sub.created_utc} >= before={cfg.before}")
         if sub.is_self:
-            return Dropped(SELF_POST, sub.url[:200])
+            return Dropped(SELF_POST, without_userinfo(sub.url)[:200])
         if sub.over_18 and not cfg.keep_nsfw:
-            return Dropped(NSFW, sub.url[:200])
+            return Dropped(NSFW, without_userinfo(sub.url)[:200])
         try:
-            url = canonicalize_url(sub.url)
+            url = canonicalize_url(without_userinfo(sub.url))  # no credentials in any ledger detail
         except UnsupportedScheme as err:
             return Dropped(BAD_SCHEME, str(err)[:200])
         except InvalidURL as err:
@@ -155,7 +166,7 @@ class LinkRules:
             return Dropped(BLOCKED_DOMAIN, f"{host} ({matched})")
         if (extension := path_extension(url)) in self.blocked_extensions:
             return Dropped(BLOCKED_EXTENSION, f".{extension}: {url[:200]}")
-        return url, Contribution(sub.id, sub.score, sub.created_utc, sub.subreddit, sub.url)
+        return url, Contribution(sub.id, sub.score, sub.created_utc, sub.subreddit, without_userinfo(sub.url))
 
 
 # Aggregation per canonical URL. The accumulator maps submission id -> (contribution, times seen):

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import praw
-import prawcore
 import zstandard
 from praw.config import Config
 from praw.models.base import PRAWBase
+from prawcore.exceptions import BadJSON, PrawcoreException, RequestException, ResponseException
 
 from corpus.errors import InputError
 
@@ -32,10 +32,18 @@ REQUIRED_SETTINGS = ("client_id", "client_secret", "user_agent")
 # Attributes praw sets on a Submission itself; they are not API fields.
 PRAW_LOCAL_FIELDS = frozenset({"comment_limit", "comment_sort"})
 ZSTD_LEVEL = 10
+# A page that fails with a connection error, a timeout, 5xx or 429 is asked for again after 2, 4, 8 s (on top
+# of prawcore's own two quick retries); a listing resumes at the page that failed.
+RETRIES = 3
+BACKOFF_SECONDS = 2.0
 
 
 class RedditCredentialsError(InputError):
     """Reddit API credentials are missing or were rejected."""
+
+
+class RedditAPIError(InputError):
+    """Reddit's API cannot be reached, or answered with an error, even after retries; says which."""
 
 
 def make_reddit(site: str = "DEFAULT", **overrides: str) -> praw.Reddit:
@@ -123,21 +131,82 @@ def harvest(
     check_listings(listings, time_filter)
     retrieved_on = int(time.time()) if retrieved_on is None else retrieved_on
     by_id: dict[str, dict] = {}
-    try:
-        for name in subreddits:
-            subreddit = reddit.subreddit(name)
-            for listing in listings:
-                count = 0
-                for submission in _listing(subreddit, listing, time_filter, limit):
-                    count += 1
-                    if submission.id not in by_id:
-                        by_id[submission.id] = to_pushshift(submission, retrieved_on)
-                log.info("r/%s/%s: %d submissions", name, listing, count)
-    except prawcore.exceptions.ResponseException as exc:
-        if exc.response.status_code == 401:
-            raise RedditCredentialsError("Reddit rejected the client id/secret (HTTP 401)") from exc
-        raise
+    for name in subreddits:
+        subreddit = reddit.subreddit(name)
+        for listing in listings:
+            where = f"r/{name}/{listing}"
+            submissions = iter(_listing(subreddit, listing, time_filter, limit))
+            count = 0
+            while (submission := _next_page_item(submissions, where, reddit.config.oauth_url)) is not None:
+                count += 1
+                if submission.id not in by_id:
+                    by_id[submission.id] = to_pushshift(submission, retrieved_on)
+            log.info("%s: %d submissions", where, count)
     return sorted(by_id.values(), key=lambda record: (record["created_utc"], record["id"]))
+
+
+def _next_page_item(submissions: Iterator[Any], where: str, api_url: str) -> Any | None:
+    """The next submission of a listing (None at its end). Transient failures are retried RETRIES times with
+    exponential backoff (praw's listing asks for the failed page again); a failure left is one
+    RedditCredentialsError or RedditAPIError line naming the listing and the API."""
+    attempt = 0
+    while True:
+        try:
+            return next(submissions, None)
+        except PrawcoreException as exc:
+            if not _transient(exc) or attempt == RETRIES:
+                raise _api_error(exc, where, api_url, attempt + 1) from None
+            delay = BACKOFF_SECONDS * 2**attempt
+            log.warning("%s: the Reddit API %s; retrying in %.0f s", where, _api_problem(exc), delay)
+            time.sleep(delay)
+            attempt += 1
+
+
+def _api_error(exc: PrawcoreException, where: str, api_url: str, tries: int) -> InputError:
+    if isinstance(exc, ResponseException) and exc.response.status_code == 401:
+        return RedditCredentialsError("Reddit rejected the client id/secret (HTTP 401)")
+    gave_up = f"; gave up after {tries} tries" if tries > 1 else ""
+    return RedditAPIError(f"{where}: the Reddit API at {api_url} {_api_problem(exc)}{gave_up}")
+
+
+def _transient(exc: PrawcoreException) -> bool:
+    """Worth asking again: no connection, a timeout, a server error or rate limiting."""
+    if isinstance(exc, RequestException):
+        return True
+    if isinstance(exc, ResponseException) and not isinstance(exc, BadJSON):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return False
+
+
+def _api_problem(exc: PrawcoreException) -> str:
+    """What went wrong, for a message: "cannot be reached (Connection refused)", "answered HTTP 403"..."""
+    if isinstance(exc, RequestException):
+        return f"cannot be reached ({_root_cause(exc)})"
+    if isinstance(exc, BadJSON):
+        return f"answered HTTP {exc.response.status_code} with a body that is not JSON"
+    if isinstance(exc, ResponseException):
+        status = exc.response.status_code
+        hint = {403: " (a private, quarantined or banned subreddit?)", 404: " (no such subreddit?)"}
+        return f"answered HTTP {status} {exc.response.reason}{hint.get(status, '')}".rstrip()
+    return f"failed ({type(exc).__name__}: {' '.join(str(exc).split())})"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a failed request: the OS's words ("Connection refused", "Name or service not
+    known") when there are some, else the deepest exception's message."""
+    pending, seen, last = [exc], set(), exc
+    while pending:
+        error = pending.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        last = error
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        # prawcore, requests and urllib3 each wrap the error below in their own way.
+        below = (getattr(error, "original_exception", None), getattr(error, "reason", None), error.__cause__)
+        pending += [e for e in (*below, error.__context__, *error.args) if isinstance(e, BaseException)]
+    return " ".join(str(last).split()) or type(last).__name__
 
 
 @contextlib.contextmanager

@@ -4,6 +4,10 @@ A shard is a plain tar (GNU format) of samples sorted by key; each sample is thr
 order: ``<key>.txt`` (UTF-8), ``<key>.json`` (sorted compact JSON), ``<key>.tokens.npy`` (``np.save`` of a
 1-D uint16/uint32 array, no EOT inside). Headers carry no time, owner or host detail, so the same samples
 give a byte-identical file.
+
+Reading never trusts a member before its header is checked (member_problem): links, devices, directories,
+fifos, sparse files, names outside the schema (so no '..' or absolute path) and sizes over MAX_MEMBER_BYTES
+or past the end of the file are refused, naming the shard and the member, before any data is read.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ MEMBER_RE = re.compile(r"^([0-9A-Za-z_-]+)\.(txt|json|tokens\.npy)$")
 SHARD_RE = re.compile(r"^[a-z]+-\d{6}\.tar$")
 TOKEN_DTYPES = (np.dtype("<u2"), np.dtype("<u4"))
 MAX_PROBLEMS_PER_SHARD = 20
+# A member's data is read whole into memory, so its header's size is checked before any of it is read.
+MAX_MEMBER_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,17 @@ def shard_name(split: str, index: int) -> str:
     if not re.fullmatch(r"[a-z]+", split) or not 0 <= index <= 999_999:
         raise ValueError(f"bad shard split/index: {split!r} {index}")
     return f"{split}-{index:06d}.tar"
+
+
+def numbering_problems(manifest: dict) -> list[str]:
+    """Each split's shards must be numbered 000000, 000001, ... in order with no gap (an empty shard is not
+    numbered), so the brace pattern ``{split}-{000000..N-1}.tar`` from the manifest's count names them all."""
+    problems = []
+    for split, entries in sorted(manifest["splits"].items()):
+        names = [entry["path"] for entry in entries]
+        if names != [f"{split}-{index:06d}.tar" for index in range(len(names))]:
+            problems.append(f"manifest: split {split!r} is not numbered {split}-000000.tar on without gaps")
+    return problems
 
 
 def meta_bytes(meta: dict) -> bytes:
@@ -151,22 +168,42 @@ def load_tokens(data: bytes) -> np.ndarray:
 
 
 def read_shard(path: str) -> Iterator[Sample]:
-    """Yield the samples of a shard in file order; raise ValueError on a member outside the schema."""
+    """Yield the samples of a shard in file order; raise ValueError naming the shard and the member on a
+    member that must not be read (see member_problem) or a sample outside the schema."""
     parts: dict[str, bytes] = {}
     key = None
     with tarfile.open(path, mode="r:") as tar:
-        for member in tar:
-            m = MEMBER_RE.match(member.name)
-            if not member.isreg() or not m:
-                raise ValueError(f"{path}: unexpected member {member.name!r}")
-            if key is not None and m.group(1) != key:
+        for member, member_key, suffix in checked_members(tar, path, os.path.getsize(path)):
+            if key is not None and member_key != key:
                 yield _sample(path, key, parts)
                 parts = {}
-            key = m.group(1)
+            key = member_key
             f = tar.extractfile(member)
-            parts[m.group(2)] = f.read() if f else b""
+            parts[suffix] = f.read() if f else b""
     if key is not None:
         yield _sample(path, key, parts)
+
+
+def checked_members(tar: tarfile.TarFile, path: str, size: int) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
+    """(member, key, suffix) of each member of `tar`, a file of `size` bytes, before any of its data is read;
+    ValueError naming `path` and the member at the first one that must not be read (member_problem)."""
+    while (member := tar.next()) is not None:
+        why = member_problem(member, size - member.offset_data)
+        if why:
+            raise ValueError(f"{path}: member {member.name!r}: {why}")
+        key, suffix = MEMBER_RE.match(member.name).groups()  # type: ignore[union-attr]
+        yield member, key, suffix
+        tar.members.clear()  # TarFile keeps every header it read; a reader going through once needs none
+
+
+def token_members(data: bytes, path: str) -> Iterator[tuple[str, memoryview]]:
+    """(key, tokens.npy payload) of each sample of a whole shard held in memory, in file order; every member
+    is checked as in checked_members. The payloads are views of `data`, nothing is copied."""
+    view = memoryview(data)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member, key, suffix in checked_members(tar, path, len(data)):
+            if suffix == "tokens.npy":
+                yield key, view[member.offset_data : member.offset_data + member.size]
 
 
 def _sample(path: str, key: str, parts: dict[str, bytes]) -> Sample:
@@ -190,8 +227,9 @@ def file_sha256(path: str) -> tuple[str, int]:
     return sha.hexdigest(), size
 
 
-def _member_problem(member: tarfile.TarInfo) -> str | None:
-    """Why a tar member is unsafe or outside the schema, or None."""
+def member_problem(member: tarfile.TarInfo, available: int) -> str | None:
+    """Why a tar member must not be read, from its header alone: unsafe, outside the schema, or declaring
+    more data than MAX_MEMBER_BYTES or than the `available` bytes left in the file; None when fine."""
     name = member.name
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         return "absolute path"
@@ -201,10 +239,16 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
         return f"link to {member.linkname!r}"
     if member.ischr() or member.isblk() or member.isfifo():
         return "device or fifo"
+    if member.issparse():  # its holes read back as zeros: a few bytes in the tar can declare gigabytes
+        return f"sparse file (declares {member.size} bytes)"
     if not member.isreg():
         return f"not a regular file (type {member.type!r})"
     if not MEMBER_RE.match(name):
         return "name outside the schema <key>.txt/.json/.tokens.npy"
+    if member.size > MAX_MEMBER_BYTES:
+        return f"declares {member.size} bytes, over the {MAX_MEMBER_BYTES}-byte member cap"
+    if member.size > available:
+        return f"declares {member.size} bytes, only {max(0, available)} follow (truncated)"
     return None
 
 
@@ -214,9 +258,10 @@ def scan_shard(path: str) -> tuple[int, int, list[str]]:
     members: dict[str, set[str]] = {}
     n_tokens = 0
     try:
+        size = os.path.getsize(path)
         with tarfile.open(path, mode="r:") as tar:
             while (member := tar.next()) is not None:
-                why = _member_problem(member)
+                why = member_problem(member, size - member.offset_data)
                 if why:
                     problems.append(f"member {member.name!r}: {why}")
                     continue
@@ -259,7 +304,7 @@ def _verify_shard(directory: str, entry: Any) -> list[str]:
     sha, size = file_sha256(full)
     if size != entry.get("bytes"):
         out.append(f"{name}: size {size} bytes, manifest says {entry.get('bytes')} (truncated or altered)")
-    if sha != entry.get("sha256"):
+    elif sha != entry.get("sha256"):
         out.append(f"{name}: sha256 {sha} does not match the manifest (altered or truncated)")
     docs, tokens, problems = scan_shard(full)
     if len(problems) > MAX_PROBLEMS_PER_SHARD:

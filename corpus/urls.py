@@ -46,6 +46,7 @@ __all__ = [
     "host_in",
     "host_of",
     "path_extension",
+    "without_userinfo",
 ]
 
 
@@ -222,6 +223,17 @@ def canonicalize_url(raw: str) -> str:
     if query:
         canonical += "?" + query
     return canonical + _canonical_fragment(fragment)
+
+
+def without_userinfo(raw: str) -> str:
+    """`raw` as written, less any userinfo (``user:pass@``) in its authority: credentials never leave with a
+    URL that is kept as posted. Everything else is left as it is."""
+    match = _URL_RE.fullmatch(raw)
+    authority = match.group(2)  # type: ignore[union-attr]
+    if not authority or "@" not in authority:
+        return raw
+    start, end = match.span(2)  # type: ignore[union-attr]
+    return raw[:start] + authority.rpartition("@")[2] + raw[end:]
 
 
 def host_of(canonical_url: str) -> str:

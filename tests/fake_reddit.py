@@ -8,6 +8,7 @@ recorded so tests can assert on paths, query parameters and headers. Nothing her
         reddit = praw.Reddit(client_id="id", client_secret="secret", user_agent="test agent",
                              reddit_url=server.url, oauth_url=server.url, check_for_updates=False)
         server.listing_requests()  # what praw asked for
+        server.failures["GET"] = [None, (500, {}, {})]  # the first GET is answered, the second fails
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ TIME_WINDOWS = {"hour": HOUR, "day": DAY, "week": 7 * DAY, "month": 30 * DAY, "y
 SORTS = ("new", "top", "hot", "rising", "controversial")
 MAX_PAGE = 100  # Reddit never returns more than 100 children per page
 
-Reply = tuple[int, dict, dict[str, str]]  # status, JSON payload, extra response headers
+Reply = tuple[int, dict | bytes, dict[str, str]]  # status, JSON payload (or raw body bytes), extra headers
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         self.server.fake.record(RecordedRequest(method, parts.path, query, dict(self.headers.items()), body))
         status, payload, headers = self.server.fake.respond(method, parts.path, query, self.headers, body)
-        data = json.dumps(payload).encode("utf-8")
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
@@ -204,6 +205,7 @@ class FakeReddit:
         self.page_size = page_size
         self.now = now
         self.requests: list[RecordedRequest] = []
+        self.failures: dict[str, list[Reply | None]] = {}  # method -> the next replies (None: as Reddit)
         self.tokens: set[str] = set()
         self._by_subreddit: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
@@ -259,7 +261,9 @@ class FakeReddit:
     def respond(
         self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], body: str
     ) -> Reply:
-        """The reply to one request."""
+        """The reply to one request: the next of `failures[method]` while there are some (None: as Reddit)."""
+        if self.failures.get(method) and (failure := self.failures[method].pop(0)) is not None:
+            return failure
         if method == "POST" and path == "/api/v1/access_token":
             return self._token(headers, body)
         if method == "GET":

@@ -29,6 +29,7 @@ from corpus.tokenizer import Tokenizer, load_model_tokenizer
 STATE_FILE = "state.pt"
 MARKER = "COMPLETE"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -102,10 +103,19 @@ def load_checkpoint(directory: Path) -> dict[str, Any]:
     """A checkpoint's state; refuses one without its completion marker."""
     if not (directory / MARKER).is_file():
         raise InputError(f"{directory}: incomplete checkpoint (no {MARKER} marker)")
+    path = directory / STATE_FILE
     try:
-        return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise InputError(f"{directory / STATE_FILE}: unreadable checkpoint ({exc})") from exc
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False, which would run whatever the file holds: never say so.
+        found = _UNSAFE_GLOBAL.search(str(exc))
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
+        raise InputError(
+            f"{path}: refused: it holds {what} that loading could run, not only tensors and plain values; "
+            "webtext train never writes that, so this file is not one of its checkpoints or was altered"
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable checkpoint ({' '.join(str(exc).split())})") from None
 
 
 def resolve_checkpoint(path: str) -> Path:

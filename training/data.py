@@ -23,7 +23,7 @@ range, where the current block starts (shard, sample), the document inside the b
 tokens (EOT included) are already in batches; then the ranges still `pending` (only after an elastic resume)
 and the epoch it starts next as itself. The packing remainder is always the tail of that document, so it is
 rebuilt, not stored, and the shuffle buffer is stored as a reference (its start), not as tokens. Restoring
-re-opens the shard, skips `sample` samples (headers only; a remote file is still read up to there) and
+re-reads the shard (whole, to check its sha256), decodes nothing of its first `sample` samples and
 re-reads one block (at most `shuffle_buffer` documents); no batch is replayed. torchdata's
 StatefulDataLoader saves one such state per worker (and per rank through the trainer's checkpoint); the
 state is ints and lists of ints, loadable with `torch.load(weights_only=True)`. With the same readers (world
@@ -36,10 +36,13 @@ Tracing. With WEBTEXT_TRACE_DOCUMENTS=DIR every batch a ReleaseLoader hands over
 "epoch<TAB>key<TAB>start<TAB>end" (token offsets in the document followed by its EOT) appended to
 DIR/{split}-{rank}-of-{world_size}.tsv; the elastic test proves exactly-once coverage with it.
 
-Damage. A missing shard, or one that cannot be read, decodes to a wrong document count (checked against the
-manifest) or holds a token id outside the vocabulary fails with one InputError line naming the shard. With
-skip_corrupt=True it is skipped instead (documents read before the damage are kept), logged as a warning and
-counted in the reader's state (`skipped_shards`).
+Damage. Each shard is read whole into memory and its size and sha256 are checked against the manifest before
+any document of it is used (training/release.py), then every member header is checked before its data is
+read (corpus/shards.member_problem). A shard that is missing, altered, truncated, holds a member that must
+not be read (link, device, sparse, oversized, '..' name), decodes to a wrong document count or holds a token
+id outside the vocabulary fails with one InputError line naming the shard (and the member). With
+skip_corrupt=True it is skipped whole instead, logged as a warning and counted in the reader's state
+(`skipped_shards`). Memory: about one shard per reader.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus.dumps import DumpError, compression_of, iter_dump_lines, iter_lines
+from corpus.dumps import DumpError, compression_of, iter_dump_lines, iter_lines, unreadable_dump
 from tests.conftest import SAMPLE
 
 REAL_ZST = SAMPLE / "RS_v2_2005-07.shared.ndjson.zst"
@@ -53,6 +53,15 @@ def test_truncated_stream_is_an_error_naming_the_file(name):
     data = COMPRESSORS[name](b"\n".join(real_lines()) + b"\n")
     with pytest.raises(DumpError, match=rf"^{name}: corrupt or truncated"):
         read_all(name, data[: len(data) // 2])
+
+
+def test_an_unopenable_dump_is_one_line_naming_it(tmp_path):
+    directory = IsADirectoryError(21, "Is a directory", str(tmp_path))
+    hint = f"name the dumps inside it, e.g. '{tmp_path}/*'"
+    message = str(unreadable_dump(f"{tmp_path}/", directory))
+    assert message == f"{tmp_path}/: cannot read the dump (Is a directory; {hint})"
+    denied = PermissionError(13, "Permission denied", "RS.zst")
+    assert str(unreadable_dump("RS.zst", denied)) == "RS.zst: cannot read the dump (Permission denied)"
 
 
 def test_real_zst_truncated_mid_frame():

@@ -7,13 +7,16 @@ import gzip
 import io
 import json
 import logging
+import socket
 import time
 
+import prawcore
 import pytest
 import zstandard
 
 from corpus.reddit_api import (
     LISTINGS,
+    RedditAPIError,
     RedditCredentialsError,
     harvest,
     make_reddit,
@@ -232,3 +235,92 @@ def test_secret_never_logged_or_printed(server, env_credentials, caplog, capsys,
     assert any(record.name.startswith("prawcore") for record in caplog.records)  # logging did happen
     for text in (caplog.text, captured.out, captured.err):
         assert SECRET not in text and basic not in text
+
+
+# --- an unreachable or failing API: bounded retries with backoff, then one line ---------------------------
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """The backoff sleeps of harvest, recorded instead of slept; prawcore's own quick retries do not wait."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    monkeypatch.setattr(prawcore.sessions.FiniteRetryStrategy, "_sleep_seconds", lambda self: None)
+    return slept
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens once it is closed
+
+
+def harvest_error(url: str) -> str:
+    reddit = make_reddit(reddit_url=url, oauth_url=url)
+    with pytest.raises(RedditAPIError) as error:
+        harvest(reddit, ["Python"], ["new"])
+    message = str(error.value)
+    assert "\n" not in message and SECRET not in message
+    return message
+
+
+def test_an_unreachable_api_is_retried_with_backoff_then_one_line(env_credentials, sleeps):
+    url = closed_port_url()
+    message = harvest_error(url)
+    assert message == (
+        f"r/Python/new: the Reddit API at {url} cannot be reached (Connection refused); gave up after 4 tries"
+    )
+    assert sleeps == [2.0, 4.0, 8.0]
+
+
+def test_a_host_that_does_not_resolve_is_one_line(env_credentials, sleeps, monkeypatch):
+    def no_such_host(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    message = harvest_error("https://reddit.invalid")
+    assert message.endswith("cannot be reached (Name or service not known); gave up after 4 tries")
+
+
+def test_server_errors_are_retried_and_the_listing_resumes_at_the_failed_page(
+    server, env_credentials, sleeps, caplog
+):
+    server.page_size = 2  # three pages for r/Python's five submissions
+    whole = harvest(make_reddit(**local(server)), ["Python"], ["new"], retrieved_on=RETRIEVED_ON)
+    # The second page fails three times in a row: prawcore's two quick retries, then one of harvest's.
+    server.failures["GET"] = [None, *[(500, {"message": "Internal Server Error"}, {})] * 3]
+    with caplog.at_level(logging.WARNING, logger="corpus.reddit_api"):
+        again = harvest(make_reddit(**local(server)), ["Python"], ["new"], retrieved_on=RETRIEVED_ON)
+    assert again == whole and sleeps == [2.0]
+    warning = "r/Python/new: the Reddit API answered HTTP 500 Internal Server Error; retrying in 2 s"
+    assert warning in caplog.text
+
+
+FORBIDDEN = "answered HTTP 403 Forbidden (a private, quarantined or banned subreddit?)"
+NOT_FOUND = "answered HTTP 404 Not Found (no such subreddit?)"
+
+
+@pytest.mark.parametrize(
+    "reply,problem,retried",
+    [
+        ((500, {"message": "Internal Server Error"}, {}), "answered HTTP 500 Internal Server Error", True),
+        ((503, {}, {}), "answered HTTP 503 Service Unavailable", True),
+        ((403, {"message": "Forbidden", "error": 403}, {}), FORBIDDEN, False),
+        ((404, {"message": "Not Found", "error": 404}, {}), NOT_FOUND, False),
+        ((200, b"<html>upstream gone</html>", {}), "answered HTTP 200 with a body that is not JSON", False),
+    ],
+)
+def test_api_errors_are_one_line_naming_listing_api_and_status(
+    server, env_credentials, sleeps, reply, problem, retried
+):
+    server.failures["GET"] = [reply] * 100
+    message = harvest_error(server.url)
+    assert message.startswith(f"r/Python/new: the Reddit API at {server.url} {problem}")
+    assert sleeps == ([2.0, 4.0, 8.0] if retried else [])
+    assert message.endswith("; gave up after 4 tries") == retried
+
+
+def test_a_failing_token_endpoint_is_retried(server, env_credentials, sleeps):
+    server.failures["POST"] = [(502, {}, {})]
+    assert len(harvest(make_reddit(**local(server)), ["Python"], ["new"])) == 5
+    assert sleeps == [2.0]

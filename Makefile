@@ -1,7 +1,8 @@
 # One entry point for users and CI. Every target creates .venv when it is absent.
 #
 # `make setup` installs exactly requirements.lock into .venv with uv (fast, and `uv pip sync` also removes
-# whatever the lock does not list). The lock pins the CPU build of torch (torch==2.13.0+cpu); it comes from
+# whatever the lock does not list), compiling bytecode at install: the tests start many interpreters, and
+# without .pyc files each would compile torch and Beam again. The lock pins the CPU build of torch (torch==2.13.0+cpu); it comes from
 # PyTorch's CPU index, or from a local wheelhouse when pip is configured with one (find-links). GPU users
 # install their own torch build into .venv after `make setup` (see README, "Install").
 PYTHON ?= python3
@@ -23,7 +24,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "webtext needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync -q --python $(BIN)/python $(SOURCES) $(LOCK)
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python $(SOURCES) $(LOCK)
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -28,9 +29,9 @@ class WriteLedger(beam.PTransform):
     def expand(self, batches):
         return batches | "Shards" >> GroupShards(self.num_shards) | "Write" >> beam.Map(self._write)
 
-    def _write(self, shard: tuple[int, list[list[tuple]]]) -> Counter[str]:
+    def _write(self, shard: tuple[int, Iterable[list[tuple]]]) -> Counter[str]:
         index, batches = shard
-        prefix = self.output.staged("ledger", self.output.stage)
+        prefix = self.output.path("ledger", self.output.stage)
         with gc_paused():
             rows = sorted(row for batch in batches for row in batch)
             columns = list(zip(*rows, strict=True)) or [()] * len(LedgerRow._fields)
@@ -47,7 +48,7 @@ def _sum_counters(counters) -> Counter[str]:
 
 
 class WriteStats(beam.PTransform):
-    """(counts, dropped) -> `<stage>/stats.json` in the staging area; fails the run unless they reconcile.
+    """(counts, dropped) -> `stats.json` in the run's generation; fails the run unless they reconcile.
 
     `counts` are Counters the stage emits as it goes: `in` counts items read, `out` items kept, any other
     key is an extra figure reported as is. `dropped` are the per-reason Counters from WriteLedger.
@@ -63,12 +64,14 @@ class WriteStats(beam.PTransform):
         drops = dropped | "Dropped" >> beam.CombineGlobally(_sum_counters)
         return totals | "Write" >> beam.Map(self._write, beam.pvalue.AsSingleton(drops))
 
-    def _write(self, totals: Counter[str], dropped: Counter[str]) -> StageStats:
+    def _write(self, totals: Mapping[str, int], dropped: Mapping[str, int]) -> StageStats:
+        # A Counter may arrive as a plain dict (Beam infers a dict coder from the hints): missing keys are 0.
+        totals, dropped = Counter(totals), Counter(dropped)
         extra = {key: totals[key] for key in sorted(totals) if key not in ("in", "out")}
         stats = StageStats(
             self.output.stage, totals["in"], totals["out"], dict(dropped), {**extra, "config": self.config}
         ).check()
-        path = self.output.staged(self.output.directory, "stats.json")
+        path = self.output.path("stats.json")
         with FileSystems.create(
             path, mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED
         ) as handle:

@@ -3,7 +3,7 @@
 Each stage runs exactly as its own command would (same flags, same outputs under DIR). `DIR/build.json`
 records every stage's command line, state (running / complete), seconds and counts. A rerun skips a stage
 whose record says complete with the same command line and whose outputs are still there, and redoes a stage
-that was running when the build stopped (its output may be partial) together with every stage after it.
+that was running when the build stopped (it may or may not have committed) and every stage after it.
 """
 
 from __future__ import annotations
@@ -19,16 +19,6 @@ from corpus.errors import InputError
 STAGES = ("links", "fetch", "extract", "dedup", "filter", "release", "ngrams")
 RECORD = "build.json"
 UNCOMPRESSED = "uncompressed"  # Beam's CompressionTypes.UNCOMPRESSED
-# The file each stage publishes with its outputs (all published together after the stage succeeded).
-OUTPUT = {
-    "links": "links/stats.json",
-    "fetch": "fetch/stats.json",
-    "extract": "docs/stats.json",
-    "dedup": "dedup/stats.json",
-    "filter": "filter/stats.json",
-    "release": "release/manifest.json",
-    "ngrams": "release/manifest.json",
-}
 
 
 def add_build_parser(sub) -> None:
@@ -116,30 +106,40 @@ def _read_record(out: str) -> dict:
 
 
 def _write_record(out: str, record: dict) -> None:
-    """Through Beam's filesystems, so `--out gs://...` works; a one-object write is atomic on object stores
-    and the local filesystem writes it whole before anyone reads it (the build runs in one driver)."""
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    path = _join(out, RECORD)
-    with _filesystems().create(path, compression_type=UNCOMPRESSED) as handle:
-        handle.write(text.encode("utf-8"))
+    """Through Beam's filesystems, so `--out gs://...` works, in one atomic write."""
+    from pipelines.outputs import write_atomic
+
+    write_atomic(_join(out, RECORD), (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _published(out: str, stage: str, argv: list[str]) -> dict | None:
+    """What a stage committed: its stats.json (ngrams: its filter's manifest entry), or None."""
+    from pipelines.outputs import find_stage_output, read_bytes
+
+    output = find_stage_output(out, "release" if stage == "ngrams" else stage)
+    if output is None:
+        return None
+    if stage != "ngrams":
+        data = read_bytes(output.join("stats.json"))
+        return None if data is None else json.loads(data)
+    filters = _read_json(output.join("manifest.json")).get("ngrams", [])
+    entry = next((e for e in filters if str(e["n"]) == _ngram_n(argv)), None)
+    return entry if entry and _filesystems().exists(output.join(entry["path"])) else None
 
 
 def _counts(out: str, stage: str, argv: list[str]) -> dict:
     """in/out of a finished stage, from what it published (ngrams: documents in, distinct n-grams out)."""
+    published = _published(out, stage, argv)
+    assert published is not None, f"{stage} succeeded but published nothing"
     if stage == "ngrams":
-        filters = _read_json(_join(out, "release", "manifest.json"))["ngrams"]
-        entry = next(e for e in filters if str(e["n"]) == _ngram_n(argv))
-        return {"in": entry["documents"], "out": entry["items"]}
-    stats = _read_json(_join(out, OUTPUT[stage].replace("manifest.json", "stats.json")))
-    return {"in": stats["in"], "out": stats["out"]}
+        return {"in": published["documents"], "out": published["items"]}
+    return {"in": published["in"], "out": published["out"]}
 
 
 def _is_complete(out: str, stage: str, argv: list[str], done: dict | None) -> bool:
     if not done or done.get("state") != "complete" or done.get("argv") != argv:
         return False
-    if stage == "ngrams":
-        return _filesystems().exists(_join(out, "release", f"ngrams-{_ngram_n(argv)}.bloom"))
-    return _filesystems().exists(_join(out, OUTPUT[stage]))
+    return _published(out, stage, argv) is not None
 
 
 def _ngram_n(argv: list[str]) -> str:
@@ -183,8 +183,9 @@ def _record_in_manifest(out: str, record: dict) -> None:
     """The per-stage counts go into the release's manifest; the seconds stay in build.json, since a manifest
     that changed with the machine's speed could not be byte-identical between runs."""
     from pipelines.ngrams import read_manifest, write_manifest
+    from pipelines.outputs import stage_output
 
-    release = _join(out, "release")
+    release = stage_output(out, "release").path
     manifest = read_manifest(release)
     manifest["build"] = {stage: {"in": record[stage]["in"], "out": record[stage]["out"]} for stage in STAGES}
     write_manifest(release, manifest)

@@ -74,10 +74,11 @@ def add_ngrams_parser(sub) -> None:
 def run_ngrams_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.ngrams import NgramsOptions, release_dir, run_ngrams
+    from pipelines.ngrams import NgramsOptions, run_ngrams
+    from pipelines.outputs import stage_output
 
     started = time.monotonic()
-    release = release_dir(args.release)
+    release = stage_output(args.release, "release").path
     log.info("ngrams: %d-grams of the train split of %s", args.n, release)
     entry = run_ngrams(NgramsOptions(release, args.n, args.fpr, args.max_memory), beam_args)
     print(
@@ -176,11 +177,12 @@ def run_overlap_command(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def build_indexes(args: argparse.Namespace) -> dict[str, tuple[NgramIndex, dict]]:
     """label -> (index, what it is) for the release, the filter file and every --build-from."""
-    from pipelines.ngrams import filter_path, release_dir, train_texts
+    from pipelines.ngrams import filter_path, train_texts
+    from pipelines.outputs import stage_output
 
     indexes: dict[str, tuple[NgramIndex, dict]] = {}
     if args.release:
-        release = release_dir(args.release)
+        release = stage_output(args.release, "release").path
         if args.exact:
             exact = ExactNgrams.from_texts(train_texts(release), args.n)
             indexes["release"] = (exact, _exact_info("release train split", release, exact))

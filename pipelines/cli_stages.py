@@ -58,18 +58,14 @@ def add_fetch_parser(sub) -> None:
 
 
 def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from apache_beam.io.filesystems import FileSystems
-
     from corpus.fetcher import FetchConfig
-    from pipelines.fetch import FetchLinks, FetchOptions, resolve_links, run_fetch
+    from pipelines.fetch import FetchLinks, FetchOptions, run_fetch
     from pipelines.fetch_archive import ArchiveOptions, FetchFromArchives
-    from pipelines.outputs import match_files, parquet_rows, shards_for_rows
+    from pipelines.outputs import find_stage_output, match_files, parquet_rows, shards_for_rows, stage_output
     from pipelines.summary import fetch_summary
 
-    links = resolve_links(args.links)
+    links = stage_output(args.links, "links").join("part-*.parquet")
     count = parquet_rows(links)
-    if not count and not match_files(links):
-        raise InputError(f"{args.links}: no links table (links/part-*.parquet); run webtext links first")
     num_shards = args.num_shards or shards_for_rows(count, 1_000_000)
     if args.from_warc:
         archives = sorted({path for pattern in args.from_warc for path in match_files(pattern)})
@@ -98,14 +94,14 @@ def run_fetch_command(args: argparse.Namespace, beam_args: list[str]) -> int:
             allow_private_network=args.allow_private_network,
             allowed_networks=tuple(args.allow_network),
         )
-        previous = FileSystems.join(args.out, "fetch", "index-*.parquet")
+        previous = find_stage_output(args.out, "fetch")
         options = FetchOptions(
             links,
             config,
             args.concurrency,
             args.buckets,
             num_shards,
-            previous if match_files(previous) else None,
+            previous.join("index-*.parquet") if previous else None,
         )
         log.info(
             "fetch: %d links over the network -> %s%s",
@@ -140,23 +136,18 @@ def add_extract_parser(sub) -> None:
 def run_extract_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     import dataclasses
 
-    from apache_beam.io.filesystems import FileSystems
-
     from corpus.extract import ExtractConfig
     from pipelines.extract import ExtractOptions, run_extract
-    from pipelines.outputs import parquet_rows, shards_for_rows
+    from pipelines.outputs import parquet_rows, shards_for_rows, stage_output
     from pipelines.summary import extract_summary
 
-    fetch_dir = args.fetch.rstrip("/")
-    work_dir = fetch_dir.rsplit("/", 1)[0] if fetch_dir.endswith("/fetch") else fetch_dir
-    index = FileSystems.join(work_dir, "fetch", "index-*.parquet")
+    fetch = stage_output(args.fetch, "fetch")
+    index = fetch.join("index-*.parquet")
     count = parquet_rows(index)
-    if not FileSystems.match([index])[0].metadata_list:
-        raise InputError(f"{args.fetch}: no fetch index (fetch/index-*.parquet); run webtext fetch first")
     changes = {"min_words": args.min_words, "timeout_seconds": args.timeout}
     config = dataclasses.replace(ExtractConfig(), **{k: v for k, v in changes.items() if v is not None})
     options = ExtractOptions(
-        index, work_dir, config, num_shards=args.num_shards or shards_for_rows(count, 100_000)
+        index, fetch.work_dir, config, num_shards=args.num_shards or shards_for_rows(count, 100_000)
     )
     log.info("extract: %d index rows -> %s", count, args.out)
     return run_and_report(
@@ -193,7 +184,7 @@ def run_dedup_command(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     if not 0 < args.threshold <= 1:
         raise InputError(f"--threshold must be in (0, 1], got {args.threshold}")
-    docs, count = docs_table(args.docs, "dedup", ("docs",))
+    _, docs, count = docs_table(args.docs, ("extract",))
     config = MinHashConfig(num_perm=args.num_perm, shingle=args.shingle, threshold=args.threshold)
     options = DedupOptions(docs, config, args.rounds, args.num_shards or shards_for_rows(count, 100_000))
     log.info("dedup: %s -> %s", docs, args.out)
@@ -248,7 +239,7 @@ def add_filter_parser(sub) -> None:
             f"--{name.replace('_', '-')}",
             type=type(value),
             default=value,
-            help=f"quality rule (default {value}; see README)",
+            help=f"quality rule (default {value}; see docs/stages/filter.md)",
         )
     p.add_argument("--num-shards", type=positive_int, help="docs files (default: one per 100,000 documents)")
     p.set_defaults(handler=run_filter_command)
@@ -262,7 +253,7 @@ def run_filter_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.outputs import shards_for_rows
     from pipelines.summary import filter_summary
 
-    docs, count = docs_table(args.docs, "filter", ("dedup", "docs"))
+    _, docs, count = docs_table(args.docs, ("dedup", "extract"))
     quality = QualityConfig(**{name: getattr(args, name) for name in QualityConfig.__dataclass_fields__})
     reference = None
     if args.wikipedia_reference:
@@ -314,6 +305,9 @@ def add_release_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.005, help="share of documents in the val split")
     p.add_argument("--shard-bytes", type=positive_int, default=256 * 10**6, help="target shard size")
     p.add_argument("--shard-docs", type=positive_int, help="documents per shard (instead of --shard-bytes)")
+    p.add_argument(
+        "--allow-empty", action="store_true", help="make a release of no documents instead of refusing to"
+    )
     p.set_defaults(handler=run_release_command)
 
 
@@ -322,7 +316,12 @@ def run_release_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.release import ReleaseOptions, run_release, split_of, stage_stats, train_texts
     from pipelines.summary import release_summary
 
-    docs, count = docs_table(args.docs, "release", ("filter", "dedup", "docs"))
+    source, docs, count = docs_table(args.docs, ("filter", "dedup", "extract"))
+    if not count and not args.allow_empty:
+        raise InputError(
+            f"{source.path}: no documents to release; an empty release needs --allow-empty "
+            '(webtext build: --stage-flags release="--allow-empty")'
+        )
     if not 0 <= args.val_fraction < 1:
         raise InputError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     try:
@@ -346,7 +345,8 @@ def run_release_command(args: argparse.Namespace, beam_args: list[str]) -> int:
         args.val_fraction,
         args.shard_bytes,
         args.shard_docs,
-        stage_stats(args.docs),
+        stage_stats(source.work_dir),
+        args.allow_empty,
     )
     log.info("release: %d documents from %s -> %s", count, docs, args.out)
     return run_and_report(
@@ -366,25 +366,32 @@ def run_verify_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     import json
     from pathlib import Path
 
-    from corpus.shards import verify_release
+    from corpus.shards import numbering_problems, verify_release
+    from pipelines.outputs import stage_output
 
     if beam_args:
         raise InputError(f"unknown arguments: {' '.join(beam_args)}")
-    directory = Path(args.release)
-    if not (directory / "manifest.json").is_file() and (directory / "release" / "manifest.json").is_file():
-        directory = directory / "release"
+    directory = Path(stage_output(args.release, "release").path)
     try:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise InputError(f"{directory / 'manifest.json'}: cannot read the manifest ({err})") from None
-    problems = verify_release(str(directory), manifest)
+    problems = verify_release(str(directory), manifest) or numbering_problems(manifest) or _empty(manifest)
     for problem in problems:
         print(f"verify: {problem}", file=sys.stderr)
-    shards = [shard for split in manifest["splits"].values() for shard in split]
     if problems:
         return 1
+    shards = [shard for split in manifest["splits"].values() for shard in split]
     print(
         f"verify: ok: {len(shards)} shards, {sum(s['docs'] for s in shards)} documents, "
         f"{sum(s['tokens'] for s in shards)} tokens match {directory / 'manifest.json'}"
     )
     return 0
+
+
+def _empty(manifest: dict) -> list[str]:
+    """A release without documents is a mistake unless it was made with --allow-empty."""
+    docs = sum(shard["docs"] for split in manifest["splits"].values() for shard in split)
+    if docs or manifest.get("config", {}).get("release", {}).get("allow_empty"):
+        return []
+    return ["manifest: the release holds no documents (webtext release --allow-empty makes one on purpose)"]

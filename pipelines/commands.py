@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from corpus.errors import InputError, positive_int  # noqa: F401 - the stages import it from here
+from corpus.workdir import Output
 
 log = logging.getLogger("webtext")
 
@@ -20,14 +21,11 @@ def run_and_report(stage: str, run: Callable[[], object], summary: Callable[[str
     return 0
 
 
-def docs_table(path: str, stage: str, folders: tuple[str, ...]) -> tuple[str, int]:
-    """(glob, row count) of the documents a stage reads; one clear error when there are none."""
-    from pipelines.filter import resolve_docs
-    from pipelines.outputs import match_files, parquet_rows
+def docs_table(path: str, stages: tuple[str, ...]) -> tuple[Output, str, int]:
+    """The documents a stage reads: the committed output of the first of `stages` that `path` holds, the glob
+    of its part files and their row count; one clear error when there is none."""
+    from pipelines.outputs import parquet_rows, stage_output
 
-    pattern = resolve_docs(path, folders)
-    if not match_files(pattern):
-        raise InputError(
-            f"{path}: no documents ({'/ or '.join(folders)}/part-*.parquet); run the earlier stages first"
-        )
-    return pattern, parquet_rows(pattern)
+    docs = stage_output(path, *stages)
+    pattern = docs.join("part-*.parquet")
+    return docs, pattern, parquet_rows(pattern)

@@ -172,14 +172,14 @@ class DeduplicateDocs(beam.PTransform):
             | "Kept" >> beam.FlatMap(_kept_docs)
         )
         kept | "WriteDocs" >> WriteSortedShards(
-            self.output.staged(STAGE, "part"), n, DOCS_SCHEMA, lambda row: row["id"]
+            self.output.path("part"), n, DOCS_SCHEMA, lambda row: row["id"]
         )
         clusters = decisions | "ClusterRows" >> beam.MapTuple(
             lambda doc_id, d: {"id": doc_id, "kept_id": d[1], "reason": d[0], "cluster_size": d[2]}
         )
         # A document can win its exact group and then be removed as a near duplicate: two rows.
         clusters | "WriteClusters" >> WriteSortedShards(
-            self.output.staged(STAGE, "clusters"),
+            self.output.path("clusters"),
             n,
             CLUSTERS_SCHEMA,
             lambda row: f"{row['id']}\t{row['reason']}\t{row['kept_id']}",

@@ -101,7 +101,7 @@ class ExtractPages(beam.PTransform):
         )
         docs = pages | "Extract" >> beam.ParDo(ExtractDocs(opts)).with_outputs(LEDGER, main="docs")
         docs.docs | "WriteDocs" >> WriteSortedShards(
-            self.output.staged(self.output.directory, "part"), n, DOCS_SCHEMA, lambda row: row["id"]
+            self.output.path("part"), n, DOCS_SCHEMA, lambda row: row["id"]
         )
         dropped = (
             docs[LEDGER]
@@ -123,5 +123,5 @@ class ExtractPages(beam.PTransform):
 
 
 def run_extract(options: ExtractOptions, out_dir: str, beam_args: list[str]) -> None:
-    output = StageOutput(out_dir, STAGE, directory="docs")
+    output = StageOutput(out_dir, STAGE)
     run_stage(output, ExtractPages(options, output), beam_args)

@@ -8,6 +8,10 @@
 
 Grouping by host bucket is what makes `--per-host-delay` hold across the stage's workers: a host's URLs
 all reach one worker. `--from-warc` reads existing archives instead (pipelines/fetch_archive.py).
+
+Nothing a server sends can fail the stage: the fetcher classifies it, and each URL's whole path (fetch,
+WARC records, index row) is one `try` whose failure, a bug of ours, is the row `internal_error` with the
+exception text, a ledger row and a count in stats.json like any other outcome.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corpus.fetch_index import INDEX_SCHEMA, index_row
+from corpus.fetch_index import INDEX_SCHEMA, INTERNAL_ERROR, index_row
 from corpus.fetcher import Exchange, FetchConfig, Fetcher, FetchResult, is_terminal
 from corpus.urls import host_of
 from corpus.warc import WarcFileWriter
@@ -47,17 +51,8 @@ class FetchOptions:
     previous_index: str | None = None  # glob of an earlier run's index in the same output, to resume
 
 
-def resolve_links(path: str) -> str:
-    """`--links` may name the work directory or its links/ directory; the glob of the links table."""
-    nested = FileSystems.join(path, "links")
-    base = (
-        nested if FileSystems.match([FileSystems.join(nested, "part-*.parquet")])[0].metadata_list else path
-    )
-    return FileSystems.join(base, "part-*.parquet")
-
-
 class FetchBucket(beam.DoFn):
-    """(bucket, links) -> index rows; responses go to one WARC file per bucket in the staging area."""
+    """(bucket, links) -> index rows; responses go to one WARC file per bucket in the run's generation."""
 
     def __init__(self, options: FetchOptions, output: StageOutput, run_id: str) -> None:
         self.options, self.output, self.run_id = options, output, run_id
@@ -66,32 +61,40 @@ class FetchBucket(beam.DoFn):
         self.fetcher = Fetcher(self.options.config)
         self.robots_archived = 0  # robots.txt exchanges of this Fetcher already written to a WARC
 
-    def process(self, element: tuple[int, list[dict]]) -> Iterator[dict]:
+    def process(self, element: tuple[int, Iterable[dict]]) -> Iterator[dict]:
         bucket, links = element
         by_host: dict[str, list[dict]] = {}
         for link in sorted(links, key=lambda link: link["url"]):
-            by_host.setdefault(host_of(link["url"]), []).append(link)
+            by_host.setdefault(_host(link["url"]), []).append(link)
         name = f"{self.run_id}-{bucket:05d}.warc.gz"
-        path = self.output.staged(STAGE, name)
+        path = self.output.path(name)
         lock, started = threading.Lock(), time.monotonic()
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             writer = WarcFileWriter(handle)
 
-            def fetch_host(host_links: list[dict]) -> list[dict]:
-                rows = []
-                for link in host_links:
+            def fetch_one(link: dict) -> dict:
+                try:
                     result = self.fetcher.fetch(link["url"])
                     with lock:
                         location = self._archive(writer, result.exchanges)
-                    rows.append(_row(link, result, f"{STAGE}/{name}" if location else None, location))
-                return rows
+                    return _row(link, result, self.output.relative(name) if location else None, location)
+                except Exception as e:  # noqa: BLE001 - a bug of ours: this URL's row, never a lost run
+                    log.warning("fetch: %s: internal error: %s: %s", link["url"], type(e).__name__, e)
+                    return index_row(link, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+
+            def fetch_host(host_links: list[dict]) -> list[dict]:
+                return [fetch_one(link) for link in host_links]
 
             with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="fetch") as pool:
                 for rows in pool.map(fetch_host, by_host.values()):
                     yield from rows
             robots = self.fetcher.robots_fetches()
             for exchange in robots[self.robots_archived :]:
-                self._archive(writer, [exchange])
+                try:
+                    self._archive(writer, [exchange])
+                except Exception as e:  # noqa: BLE001 - no URL's row depends on it: counted and logged
+                    Metrics.counter(STAGE, "robots_not_archived").inc()
+                    log.warning("fetch: %s not archived: %s: %s", exchange.url, type(e).__name__, e)
             self.robots_archived = len(robots)
             written = writer.out.position
         if not written:
@@ -118,6 +121,14 @@ class FetchBucket(beam.DoFn):
                 exchange.truncated,
             )
         return location
+
+
+def _host(url: str) -> str:
+    """The URL's host, for grouping; "" (one group) when it has none, so that the fetcher reports why."""
+    try:
+        return host_of(url)
+    except ValueError:
+        return ""
 
 
 def _row(link: dict, result: FetchResult, warc_file: str | None, location: tuple[int, int] | None) -> dict:
@@ -153,7 +164,7 @@ def _carry_or_fetch(element: tuple[str, dict]):
 
 
 class FetchLinks(beam.PTransform):
-    """Links table -> index shards, WARC files, ledger and stats in `output`'s staging area."""
+    """Links table -> index shards, WARC files, ledger and stats in `output`'s generation."""
 
     def __init__(self, options: FetchOptions, output: StageOutput) -> None:
         super().__init__()
@@ -191,7 +202,7 @@ class FetchLinks(beam.PTransform):
 def finish_index(rows, output: StageOutput, num_shards: int, config: dict):
     """Index rows -> index shards, ledger rows for every outcome but ok, stats (in = links, out = ok)."""
     rows | "WriteIndex" >> WriteSortedShards(
-        output.staged(STAGE, "index"), num_shards, INDEX_SCHEMA, lambda row: row["url"]
+        output.path("index"), num_shards, INDEX_SCHEMA, lambda row: row["url"]
     )
     dropped = (
         rows

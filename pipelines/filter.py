@@ -16,7 +16,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from corpus.docs import DOCS_SCHEMA
@@ -40,16 +39,6 @@ class FilterOptions:
     wikipedia_domains: frozenset[str] | None = None  # None: the packaged list
     decontaminate: EvalNgrams | None = None  # evaluation sets whose n-grams no kept document may share
     num_shards: int = 1
-
-
-def resolve_docs(path: str, folders: tuple[str, ...] = ("dedup", "docs")) -> str:
-    """The docs table `--docs` names: a work directory's first folder of `folders` that holds part files
-    (dedup/ output wins over docs/ for the filter stage), or a folder of part files itself."""
-    for folder in [FileSystems.join(path, f) for f in folders] + [path]:
-        pattern = FileSystems.join(folder, "part-*.parquet")
-        if FileSystems.match([pattern])[0].metadata_list:
-            return pattern
-    return FileSystems.join(path, folders[-1], "part-*.parquet")
 
 
 def why_dropped(row: dict, opts: FilterOptions) -> tuple[str, str] | None:
@@ -93,7 +82,7 @@ class FilterDocuments(beam.PTransform):
         docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
         kept = docs | "Filter" >> beam.ParDo(FilterDocs(opts)).with_outputs(LEDGER, main="kept")
         kept.kept | "WriteDocs" >> WriteSortedShards(
-            self.output.staged(STAGE, "part"), n, DOCS_SCHEMA, lambda row: row["id"]
+            self.output.path("part"), n, DOCS_SCHEMA, lambda row: row["id"]
         )
         dropped = kept[LEDGER] | "WriteLedger" >> WriteLedger(self.output, n)
         counts = (

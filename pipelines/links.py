@@ -15,7 +15,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -23,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from corpus.dumps import DEFAULT_MAX_LINE_BYTES, iter_dump_lines
+from corpus.dumps import DEFAULT_MAX_LINE_BYTES, iter_dump_lines, unreadable_dump
 from corpus.link_rules import (
     LINKS_SCHEMA,
     Accumulator,
@@ -86,7 +88,7 @@ class ReadSubmissions(beam.DoFn):
         counts: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
         started = reported = time.monotonic()
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        with open_dump(path) as raw:
             for line in iter_dump_lines(raw, path, index, num_splits, max_line_bytes=opts.max_line_bytes):
                 if not line.data.strip():
                     counts["blank_lines"] += 1
@@ -133,6 +135,14 @@ class ReadSubmissions(beam.DoFn):
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
 
 
+def open_dump(path: str) -> BinaryIO:
+    """The raw bytes of a dump on any Beam filesystem; DumpError naming it when it cannot be opened."""
+    try:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    except OSError as err:  # BeamIOError, from remote filesystems, is one too
+        raise unreadable_dump(path, err) from None
+
+
 def _emit(links: ShardBatcher, ledger: ShardBatcher):
     yield from links.drain()
     for batch in ledger.drain():
@@ -149,7 +159,7 @@ class AggregateLinks(beam.DoFn):
     def __init__(self, options: LinksOptions, output: StageOutput) -> None:
         self.options, self.output = options, output
 
-    def process(self, shard: tuple[int, list]):
+    def process(self, shard: tuple[int, Iterable[list]]):
         index, batches = shard
         opts = self.options
         with gc_paused():
@@ -166,7 +176,7 @@ class AggregateLinks(beam.DoFn):
                     reasons[reason] += 1
                 if decision.row is not None:
                     rows.append(decision.row)
-            path = shard_name(self.output.staged(STAGE, "part"), index, opts.num_shards)
+            path = shard_name(self.output.path("part"), index, opts.num_shards)
             write_table(path, rows, LINKS_SCHEMA)
         count_reasons(reasons, links_kept=len(rows))
         for batch in ledger.drain():
@@ -177,7 +187,7 @@ class AggregateLinks(beam.DoFn):
 
 
 class ExtractLinks(beam.PTransform):
-    """Dump paths -> links shards, ledger and stats.json in `output`'s staging area."""
+    """Dump paths -> links shards, ledger and stats.json in `output`'s generation."""
 
     def __init__(self, options: LinksOptions, output: StageOutput) -> None:
         super().__init__()

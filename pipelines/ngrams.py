@@ -10,11 +10,13 @@ two documents):
        prints its memory and refuses when it exceeds --max-memory. shards -> hashes -> CombineGlobally
        (`BloomCombine`: every worker fills its own filter, filters merge by bitwise OR) -> the file.
 
-The file is written to the release's staging area (`.staging/ngrams-<run>/`, as every stage stages) and
-renamed when both pipelines succeeded; then the manifest gets an `ngrams` entry (n, bits, hashes, hash
-function, item count, FPR bound, sha256), written the way the release stage writes it, so the same release
-gives byte-identical files. Every file goes through Beam's FileSystems, so the release may be on any
-filesystem Beam has (gs://, s3://, hdfs:// with the SDK's extras); shards are streamed, never seeked.
+The filter is added to the committed release folder, whose manifest.json is the commit point: it is written
+under a temporary name, then given a name of its own content (`ngrams-N-<sha256 prefix>.bloom`, never one the
+manifest lists for other bytes), then the manifest gets its `ngrams` entry (n, bits, hashes, hash function,
+item count, FPR bound, sha256) in one atomic write, and only then is a filter it replaced removed. A reader
+sees the old entry with the old file or the new entry with the new file; the same release gives
+byte-identical files. Every file goes through Beam's FileSystems, so the release may be on any filesystem
+Beam has (gs://, s3://, hdfs:// with the SDK's extras); shards are streamed, never seeked.
 """
 
 from __future__ import annotations
@@ -22,19 +24,20 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import BeamIOError, CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from corpus.bloom import BloomFilter, BloomFormatError, BloomParams, plan
 from corpus.errors import InputError
 from corpus.ngrams import NgramHasher
-from pipelines.outputs import StageOutput
+from pipelines.outputs import write_atomic
 
 STAGE = "ngrams"
 DOCS_PER_BATCH = 1000
@@ -49,34 +52,9 @@ def _create(path: str):
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def _replace(source: str, target: str) -> None:
-    """Move `source` over `target`: an atomic rename on a local disk, a copy on object stores. HDFS refuses
-    to rename over an existing file; there the target is deleted first."""
-    try:
-        FileSystems.rename([source], [target])
-    except BeamIOError:
-        if not FileSystems.exists(target):
-            raise
-        FileSystems.delete([target])
-        FileSystems.rename([source], [target])
-
-
 def _sha256_and_size(path: str) -> tuple[str, int]:
     with _open(path) as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest(), handle.tell()
-
-
-def release_dir(path: str) -> str:
-    """The release directory `path` names: itself, or the `release/` of a work directory."""
-    try:
-        for candidate in (path, FileSystems.join(path, "release")):
-            if FileSystems.exists(FileSystems.join(candidate, "manifest.json")):
-                return candidate
-    except ValueError as err:  # a scheme whose filesystem is not installed (pip install apache-beam[gcp])
-        raise InputError(f"{path}: {err}") from None
-    raise InputError(
-        f"{path}: no release (manifest.json or release/manifest.json); run webtext release first"
-    )
 
 
 def read_manifest(release: str) -> dict:
@@ -89,12 +67,9 @@ def read_manifest(release: str) -> dict:
 
 
 def write_manifest(release: str, manifest: dict) -> None:
-    """As the release stage writes it (sorted keys, 2-space indent), through a temporary file."""
-    path = FileSystems.join(release, "manifest.json")
+    """As the release stage writes it (sorted keys, 2-space indent), in one atomic write: the commit point."""
     text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    with _create(f"{path}.tmp") as handle:
-        handle.write(text.encode("utf-8"))
-    _replace(f"{path}.tmp", path)
+    write_atomic(FileSystems.join(release, "manifest.json"), text.encode("utf-8"))
 
 
 def train_shards(release: str, manifest: dict) -> list[str]:
@@ -292,14 +267,14 @@ def plan_memory(params: BloomParams) -> int:
 
 
 def run_ngrams(options: NgramsOptions, beam_args: list[str]) -> dict:
-    """Count, plan, build and publish the filter; returns its manifest entry."""
+    """Count, plan, build and publish the filter (see the module's docstring); returns its manifest entry."""
     release, n = options.release, options.n
     manifest = read_manifest(release)
     shards = train_shards(release, manifest)
-    name = f"ngrams-{n}.bloom"
-    output = StageOutput(release, STAGE)  # only its staging area: the stage publishes two files itself
+    scratch = FileSystems.join(release, f"ngrams-{n}.{uuid.uuid4().hex[:12]}")
+    counted, built = f"{scratch}.count.tmp", f"{scratch}.bloom.tmp"
     try:
-        count = count_ngrams(shards, n, output.staged("count.json"), beam_args)
+        count = count_ngrams(shards, n, counted, beam_args)
         params = plan(count.distinct, options.fpr, n)
         print(
             f"ngrams: {count.documents} documents, {count.ngrams} {n}-grams, {count.distinct} distinct -> "
@@ -313,12 +288,15 @@ def run_ngrams(options: NgramsOptions, beam_args: list[str]) -> dict:
                 f"({count.distinct} distinct {n}-grams at FPR {options.fpr:g}), over --max-memory "
                 f"{human_bytes(options.max_memory)}; raise --max-memory or --fpr"
             )
-        staged = output.staged(name)
-        build_filter(shards, params, staged, beam_args)
-        sha256, size = _sha256_and_size(staged)
-        _replace(staged, FileSystems.join(release, name))
+        build_filter(shards, params, built, beam_args)
+        sha256, size = _sha256_and_size(built)
+        name = f"ngrams-{n}-{sha256[:16]}.bloom"
+        if not FileSystems.exists(FileSystems.join(release, name)):  # else a rerun made the same bytes
+            FileSystems.rename([built], [FileSystems.join(release, name)])
     finally:
-        output.discard()
+        leftovers = [path for path in (counted, built) if FileSystems.exists(path)]
+        if leftovers:
+            FileSystems.delete(leftovers)
     entry = {
         "path": name,
         **params.to_dict(),
@@ -328,9 +306,13 @@ def run_ngrams(options: NgramsOptions, beam_args: list[str]) -> dict:
         "bytes": size,
         "sha256": sha256,
     }
+    replaced = [e["path"] for e in manifest.get("ngrams", []) if e["n"] == n and e["path"] != name]
     others = [e for e in manifest.get("ngrams", []) if e["n"] != n]
     manifest["ngrams"] = sorted([*others, entry], key=lambda e: e["n"])
     write_manifest(release, manifest)
+    stale = [FileSystems.join(release, path) for path in replaced]
+    if stale := [path for path in stale if FileSystems.exists(path)]:  # a killed run may have removed some
+        FileSystems.delete(stale)
     return entry
 
 

@@ -1,12 +1,13 @@
-"""How every stage writes: deterministic Parquet shards into a staging area, published only on success.
+"""How every stage writes: deterministic Parquet shards into a new generation, published only on success.
 
 Determinism: the number of shards is fixed before the run (from the input size), a row's shard is a
 stable hash of its key, and rows are sorted inside each shard, so the bytes do not depend on how many
 workers ran or in which order bundles finished. Rows travel between steps in batches keyed by shard,
-so Beam's per-element cost is paid per batch, not per row. Atomicity: a stage writes under
-`OUT/.staging/<stage>-<run>/`; `publish` replaces the stage's previous outputs only after the pipeline
-succeeded, and `discard` removes the staging area after a failure, so no later stage ever reads a
-partial output.
+so Beam's per-element cost is paid per batch, not per row. Atomicity (corpus/workdir.py has the layout): a
+run writes into a new generation folder `OUT/<folder>/gen-N/`; `publish` then writes the stage's commit file
+(the commit point, one atomic write) and only after it removes the previous generation; `discard` removes
+the run's generation after a failure. Readers find outputs through `stage_output`, which follows the commit
+file, so no stage ever reads a partial output or a mix of two runs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import contextlib
 import fnmatch
 import gc
 import hashlib
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -25,8 +27,19 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from corpus.errors import InputError
+from corpus.workdir import (
+    COMMIT,
+    FOLDERS,
+    Output,
+    commit_bytes,
+    find_output,
+    missing_output,
+    next_generation,
+    parse_commit,
+)
+
 DEFAULT_INPUT_BYTES_PER_SHARD = 256 * 2**20
-STAGING = ".staging"
 
 
 def stable_shard(key: str, num_shards: int) -> int:
@@ -143,7 +156,7 @@ class WriteSortedShards(beam.PTransform):
             | "Write" >> beam.Map(self._write)
         )
 
-    def _write(self, shard: tuple[int, list[list[dict]]]) -> int:
+    def _write(self, shard: tuple[int, Iterable[list[dict]]]) -> int:
         index, batches = shard
         rows = sorted((row for batch in batches for row in batch), key=self.key)
         write_table(shard_name(self.prefix, index, self.num_shards), rows, self.schema)
@@ -170,56 +183,120 @@ def shards_for_input(paths: list[str], input_bytes_per_shard: int) -> int:
 
 
 class StageOutput:
-    """The staging area of one run of one stage, and where its files go when it succeeds.
+    """One run of one stage: the generation folder it writes, and its publication (corpus/workdir.py).
 
-    A stage named S writes its directory (S/, or `directory` when DESIGN.md names it otherwise: the
-    extract stage writes docs/), with `stats.json` in it, and `ledger/S-*.parquet`.
+    The run writes every file into `OUT/<folder>/gen-N/` (N = the committed generation + 1; whatever a killed
+    run left there is removed first): the parts, `stats.json`, and the ledger as `ledger/<stage>-*.parquet`.
+    Nothing reads a generation before `publish` commits it.
     """
 
-    def __init__(self, out_dir: str, stage: str, directory: str | None = None) -> None:
-        self.out_dir = out_dir.rstrip("/")
+    def __init__(self, out_dir: str, stage: str) -> None:
         self.stage = stage
-        self.directory = directory or stage
-        self.staging = FileSystems.join(self.out_dir, STAGING, f"{stage}-{uuid.uuid4().hex[:12]}")
+        self.folder = FileSystems.join(out_dir.rstrip("/") or "/", FOLDERS[stage])
+        commit_path = FileSystems.join(self.folder, COMMIT)
+        data = read_bytes(commit_path)
+        self.generation = next_generation(None if data is None else parse_commit(data, commit_path))
+        self.root = FileSystems.join(self.folder, self.generation)
+        self.discard()  # what a killed run of this generation left
 
-    def staged(self, *parts: str) -> str:
-        return FileSystems.join(self.staging, *parts)
+    def path(self, *parts: str) -> str:
+        """Where this run writes `parts` (inside its generation folder)."""
+        return FileSystems.join(self.root, *parts)
 
-    def final(self, *parts: str) -> str:
-        return FileSystems.join(self.out_dir, *parts)
-
-    def _previous_outputs(self, keep: tuple[str, ...]) -> list[str]:
-        patterns = [self.final(self.directory, "*"), self.final("ledger", f"{self.stage}-*")]
-        paths = [m.path for result in FileSystems.match(patterns) for m in result.metadata_list]
-        return [path for path in paths if not any(fnmatch.fnmatch(path.rsplit("/", 1)[-1], k) for k in keep)]
+    def relative(self, *parts: str) -> str:
+        """`path(*parts)` relative to the work directory (how a fetch index names its WARC files)."""
+        return "/".join([FOLDERS[self.stage], self.generation, *parts])
 
     def publish(self, keep: tuple[str, ...] = ()) -> None:
-        """Replace the stage's previous outputs with the staged ones; previous files whose names match a
-        `keep` pattern stay (a resumed fetch keeps the WARC files its index still points to)."""
-        staged = sorted(m.path for m in FileSystems.match([self.staged("**")])[0].metadata_list)
-        previous = self._previous_outputs(keep)
-        if previous:
-            FileSystems.delete(previous)
-        targets = [self.final(path[len(self.staging) + 1 :]) for path in staged]
-        for directory in sorted({t.rsplit("/", 1)[0] for t in targets}):
-            if not FileSystems.exists(directory):
-                FileSystems.mkdirs(directory)
-        FileSystems.rename(staged, targets)
-        self.discard()
+        """Commit this run's generation, then remove everything else in the stage's folder: the previous
+        generation and any killed run's leftovers. Files whose names match a `keep` pattern stay (a resumed
+        fetch keeps the WARC files its index still points to). A kill at any point leaves the previous or the
+        new output committed and whole; what is left over, the next publish removes."""
+        stale = [
+            path
+            for path in match_files(FileSystems.join(self.folder, "**"))
+            if not path.startswith(self.root + "/")
+            and path != FileSystems.join(self.folder, COMMIT)
+            and not any(fnmatch.fnmatch(path.rsplit("/", 1)[-1], pattern) for pattern in keep)
+        ]
+        write_atomic(FileSystems.join(self.folder, COMMIT), commit_bytes(self.stage, self.generation))
+        if stale:
+            FileSystems.delete(stale)
+        remove_empty_folders(self.folder)
 
     def discard(self) -> None:
-        if FileSystems.exists(self.staging):
-            FileSystems.delete([self.staging])
-        staging_root = self.final(STAGING)
-        if FileSystems.exists(staging_root) and not FileSystems.match([staging_root + "/*"])[0].metadata_list:
-            FileSystems.delete([staging_root])
+        """Remove this run's uncommitted generation (after a failure); the committed output stays. Its files
+        are listed rather than its folder deleted: on object stores a folder is only a name prefix."""
+        if files := match_files(FileSystems.join(self.root, "**")):
+            FileSystems.delete(files)
+        remove_empty_folders(self.folder)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace the file at `path` with `data` so that a reader sees the old bytes or the new, never a part.
+
+    Local disk: a temporary file, fsync, os.replace, fsync of the folder (the rename reaches the disk).
+    Object stores (gs://, s3://): one object write, which is atomic there.
+    """
+    if FileSystems.get_scheme(path) is not None:
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(data)
+        return
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def remove_empty_folders(folder: str) -> None:
+    """Remove the empty folders under `folder`, and `folder` itself when it is left empty (local disk only:
+    object stores have no folders)."""
+    if FileSystems.get_scheme(folder) is not None or not os.path.isdir(folder):
+        return
+    for current, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):  # not empty
+            os.rmdir(current)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """A file's bytes through Beam's filesystems, None when there is none (a corpus.workdir `Reader`)."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return handle.read()
+
+
+def find_stage_output(path: str, *stages: str) -> Output | None:
+    """The committed output of the first of `stages` that `path` holds, or None (corpus.workdir)."""
+    try:
+        FileSystems.get_filesystem(path)
+    except ValueError as err:  # a scheme whose filesystem is not installed (pip install apache-beam[gcp])
+        raise InputError(f"{path}: {err}") from None
+    return find_output(path, stages, read_bytes)
+
+
+def stage_output(path: str, *stages: str) -> Output:
+    """As find_stage_output, but one clear InputError naming `path` when there is none."""
+    output = find_stage_output(path, *stages)
+    if output is None:
+        raise missing_output(path, stages)
+    return output
 
 
 def run_stage(
     output: StageOutput, transform: beam.PTransform, beam_args: list[str], keep: tuple[str, ...] = ()
 ):
     """Run one stage's transform on the runner the Beam options name, then publish its outputs; on any
-    failure the staging area is removed and the previous outputs stay. Returns the PipelineResult."""
+    failure the run's generation is removed and the previous output stays. Returns the PipelineResult."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     try:
@@ -227,8 +304,8 @@ def run_stage(
         _ = pipeline | output.stage.capitalize() >> transform
         result = pipeline.run()
         result.wait_until_finish()
-        output.publish(keep)
     except BaseException:
         output.discard()
         raise
+    output.publish(keep)
     return result

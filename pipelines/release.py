@@ -2,7 +2,8 @@
 
     docs -> split (stable hash of the id: val never leaks into train) -> BatchElements -> tokenize (workers)
       -> per split: shard count from the split's total bytes (a side input), shard = stable hash of the id
-      -> GroupByKey (split, shard) -> write_shard (samples sorted by id, fixed tar headers, tmp + rename)
+      -> GroupByKey (split, shard) -> numbered: the shards that got documents, in order, 000000 on
+      -> write_shard (samples sorted by id, fixed tar headers, tmp + rename)
       -> manifest.json (every shard's sha256/bytes/docs/tokens, the tokenizer, every stage's config and stats)
       -> datasheet.md + plots
 
@@ -29,7 +30,14 @@ from corpus.datasheet import write_datasheet
 from corpus.shards import Sample, shard_name, write_shard
 from corpus.tokenizer import Tokenizer
 from pipelines.accounting import WriteStats
-from pipelines.outputs import StageOutput, read_parquet, run_stage, stable_shard
+from pipelines.outputs import (
+    StageOutput,
+    find_stage_output,
+    read_bytes,
+    read_parquet,
+    run_stage,
+    stable_shard,
+)
 
 STAGE = "release"
 FORMAT_VERSION = 1
@@ -45,6 +53,7 @@ class ReleaseOptions:
     shard_bytes: int = 256 * 10**6
     shard_docs: int | None = None
     stages: dict = field(default_factory=dict)  # {stage: stats.json} of the earlier stages
+    allow_empty: bool = False  # recorded only when set, so earlier manifests keep their bytes
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -77,17 +86,19 @@ def sample_bytes(doc: tuple) -> int:
 
 
 class WriteShards(beam.DoFn):
+    """((split, shard), docs) -> the shard's tar file, named by its number (`shard_numbers`)."""
+
     def __init__(self, output: StageOutput, dtype: str) -> None:
         self.output, self.dtype = output, dtype
 
-    def process(self, element):
+    def process(self, element, numbers: dict[tuple[str, int], int]):
         (split, index), docs = element
         samples = [
             Sample(key, text, meta, np.frombuffer(tokens, dtype=self.dtype))
             for key, text, meta, tokens in docs
         ]
         info = write_shard(
-            self.output.staged(STAGE, shard_name(split, index)),
+            self.output.path(shard_name(split, numbers[split, index])),
             sorted(samples, key=lambda s: s.key),
             open_fn=_open,
             rename_fn=lambda src, dst: FileSystems.rename([src], [dst]),
@@ -101,6 +112,17 @@ def _open(path: str, mode: str = "rb"):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+def shard_numbers(keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """(split, shard) of the shards that got documents -> the shard's number: contiguous from 0 in each
+    split, in shard order, so an empty shard leaves no gap (a brace pattern `train-{000000..N}.tar` built
+    from the manifest's count then names every shard)."""
+    numbers = {}
+    for split in sorted({split for split, _ in keys}):
+        for number, index in enumerate(sorted(i for s, i in keys if s == split)):
+            numbers[split, index] = number
+    return numbers
+
+
 def num_shards(totals: dict, split: str, shard_bytes: int, shard_docs: int | None) -> int:
     docs, size = totals.get(f"{split}_docs", 0), totals.get(f"{split}_bytes", 0)
     wanted = -(-docs // shard_docs) if shard_docs else -(-size // shard_bytes)
@@ -108,7 +130,7 @@ def num_shards(totals: dict, split: str, shard_bytes: int, shard_docs: int | Non
 
 
 class WriteManifest(beam.DoFn):
-    """All shard infos + summaries -> manifest.json and datasheet.md in the staging area."""
+    """All shard infos + summaries -> manifest.json and datasheet.md in the run's generation."""
 
     def __init__(self, config: dict, tokenizer: dict, stages: dict, output: StageOutput) -> None:
         self.config, self.tokenizer, self.stages, self.output = config, tokenizer, stages, output
@@ -129,7 +151,7 @@ class WriteManifest(beam.DoFn):
         }
         text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         with FileSystems.create(
-            self.output.staged(STAGE, "manifest.json"), compression_type=CompressionTypes.UNCOMPRESSED
+            self.output.path("manifest.json"), compression_type=CompressionTypes.UNCOMPRESSED
         ) as handle:
             handle.write(text.encode("utf-8"))
         yield manifest
@@ -141,7 +163,7 @@ def release_config(opts: ReleaseOptions) -> dict:
         "val_fraction": opts.val_fraction,
         "shard_bytes": opts.shard_bytes,
         "shard_docs": opts.shard_docs,
-    }
+    } | ({"allow_empty": True} if opts.allow_empty else {})
 
 
 def tokenizer_info(opts: ReleaseOptions) -> dict:
@@ -198,7 +220,7 @@ class ReleaseDocs(beam.PTransform):
         samples = (
             docs
             | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=2048)
-            | "Tokenize" >> beam.ParDo(Tokenize(self.output.staged(STAGE, "tokenizer", "tokenizer.json")))
+            | "Tokenize" >> beam.ParDo(Tokenize(self.output.path("tokenizer", "tokenizer.json")))
         )
         val_fraction = opts.val_fraction  # lambdas capture only small values: a closure is pickled whole
         keyed = samples | "Split" >> beam.Map(lambda doc: (split_of(doc[0], val_fraction), doc))
@@ -210,12 +232,20 @@ class ReleaseDocs(beam.PTransform):
             )
             | "Totals" >> beam.CombineGlobally(lambda cs: sum(cs, Counter()))
         )
-        infos = (
+        shards = (
             keyed
             | "Shard"
             >> beam.Map(_shard_key, beam.pvalue.AsSingleton(totals), opts.shard_bytes, opts.shard_docs)
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShards(self.output, dtype))
+        )
+        numbers = (
+            shards
+            | "Filled" >> beam.Keys()
+            | "AllFilled" >> beam.combiners.ToList()
+            | "Number" >> beam.Map(shard_numbers)
+        )
+        infos = shards | "Write" >> beam.ParDo(
+            WriteShards(self.output, dtype), beam.pvalue.AsSingleton(numbers)
         )
         summary = (
             samples
@@ -232,9 +262,7 @@ class ReleaseDocs(beam.PTransform):
                 beam.pvalue.AsSingleton(summary),
             )
         )
-        _ = manifest | "Datasheet" >> beam.Map(
-            _datasheet, self.output.staged(STAGE), beam.pvalue.AsSingleton(summary)
-        )
+        _ = manifest | "Datasheet" >> beam.Map(_datasheet, self.output.root, beam.pvalue.AsSingleton(summary))
         counts = (
             docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
             samples | "Out" >> beam.Map(lambda doc: Counter({"out": 1, "tokens": len(doc[3]) // itemsize})),
@@ -246,13 +274,12 @@ class ReleaseDocs(beam.PTransform):
 
 
 def stage_stats(work_dir: str) -> dict[str, dict]:
-    """The stats.json of every earlier stage found in the work directory, keyed by stage name."""
+    """The stats.json of every earlier stage committed in the work directory, keyed by stage name."""
     stats = {}
-    for directory in ("links", "fetch", "docs", "dedup", "filter"):
-        path = FileSystems.join(work_dir, directory, "stats.json")
-        if FileSystems.exists(path):
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                raw = json.loads(handle.read().decode("utf-8"))
+    for stage in ("links", "fetch", "extract", "dedup", "filter"):
+        output = find_stage_output(work_dir, stage)
+        if output is not None and (data := read_bytes(output.join("stats.json"))) is not None:
+            raw = json.loads(data.decode("utf-8"))
             stats[raw["stage"]] = raw
     return stats
 
@@ -272,7 +299,7 @@ def train_texts(docs: str, in_train) -> Iterator[str]:
 def run_release(options: ReleaseOptions, out_dir: str, beam_args: list[str]) -> None:
     output = StageOutput(out_dir, STAGE)
     with FileSystems.create(
-        output.staged(STAGE, "tokenizer", "tokenizer.json"), compression_type=CompressionTypes.UNCOMPRESSED
+        output.path("tokenizer", "tokenizer.json"), compression_type=CompressionTypes.UNCOMPRESSED
     ) as handle:
         handle.write(options.tokenizer_json.encode("utf-8"))
     run_stage(output, ReleaseDocs(options, output), beam_args)

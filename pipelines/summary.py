@@ -8,11 +8,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from corpus.accounting import StageStats, load_stats
-from pipelines.outputs import read_table
+from corpus.workdir import Output
+from pipelines.outputs import find_stage_output, read_table, stage_output
 
 
-def read_stats(out_dir: str, directory: str) -> StageStats:
-    path = FileSystems.join(out_dir, directory, "stats.json")
+def read_stats(output: Output) -> StageStats:
+    path = output.join("stats.json")
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         return load_stats(handle.read().decode("utf-8"))
 
@@ -28,8 +29,9 @@ def column_counts(table, name: str) -> Counter:
 
 
 def links_summary(out_dir: str, top: int = 10) -> str:
-    stats = read_stats(out_dir, "links")
-    links = read_table(FileSystems.join(out_dir, "links", "part-*.parquet"), ["domain"])
+    output = stage_output(out_dir, "links")
+    stats = read_stats(output)
+    links = read_table(output.join("part-*.parquet"), ["domain"])
     domains = column_counts(links, "domain")
     return "\n".join(
         [
@@ -39,27 +41,29 @@ def links_summary(out_dir: str, top: int = 10) -> str:
             *by_count(domains, top),
             "  dropped by reason:",
             *by_count(stats.dropped),
-            f"  outputs: {out_dir}/links/part-*.parquet, {out_dir}/ledger/links-*.parquet, stats.json",
+            f"  outputs: {output.path}/: part-*.parquet, ledger/links-*.parquet, stats.json",
         ]
     )
 
 
 def fetch_summary(out_dir: str) -> str:
-    stats = read_stats(out_dir, "fetch")
-    index = read_table(FileSystems.join(out_dir, "fetch", "index-*.parquet"), ["outcome"])
+    output = stage_output(out_dir, "fetch")
+    stats = read_stats(output)
+    index = read_table(output.join("index-*.parquet"), ["outcome"])
     return "\n".join(
         [
             f"fetch: {stats.items_in} links, {stats.items_out} pages ok",
             "  outcomes:",
             *by_count(column_counts(index, "outcome")),
-            f"  outputs: {out_dir}/fetch/index-*.parquet and *.warc.gz, {out_dir}/ledger/fetch-*.parquet",
+            f"  outputs: {output.path}/: index-*.parquet, *.warc.gz, ledger/fetch-*.parquet, stats.json",
         ]
     )
 
 
 def extract_summary(out_dir: str, top: int = 5) -> str:
-    stats = read_stats(out_dir, "docs")
-    docs = read_table(FileSystems.join(out_dir, "docs", "part-*.parquet"), ["words", "title", "domain"])
+    output = stage_output(out_dir, "extract")
+    stats = read_stats(output)
+    docs = read_table(output.join("part-*.parquet"), ["words", "title", "domain"])
     rows = docs.to_pylist()
     longest = sorted(rows, key=lambda r: -r["words"])[:top]
     words = sum(r["words"] for r in rows)
@@ -69,15 +73,17 @@ def extract_summary(out_dir: str, top: int = 5) -> str:
             *(f"    {r['words']:6d} words  {r['domain']}: {(r['title'] or '')[:60]}" for r in longest),
             "  dropped by reason:",
             *by_count(stats.dropped),
-            f"  outputs: {out_dir}/docs/part-*.parquet, {out_dir}/ledger/extract-*.parquet, stats.json",
+            f"  outputs: {output.path}/: part-*.parquet, ledger/extract-*.parquet, stats.json",
         ]
     )
 
 
 def dedup_summary(out_dir: str, top: int = 5) -> str:
-    stats = read_stats(out_dir, "dedup")
-    clusters = read_table(FileSystems.join(out_dir, "dedup", "clusters-*.parquet"))
-    docs = read_table(FileSystems.join(out_dir, "docs", "part-*.parquet"), ["id", "url"])
+    output = stage_output(out_dir, "dedup")
+    stats = read_stats(output)
+    clusters = read_table(output.join("clusters-*.parquet"))
+    source = find_stage_output(out_dir, "extract")  # the documents dedup read, the dropped ones too
+    docs = read_table(source.join("part-*.parquet"), ["id", "url"]) if source else None
     url = (
         dict(zip(docs.column("id").to_pylist(), docs.column("url").to_pylist(), strict=True)) if docs else {}
     )
@@ -94,19 +100,20 @@ def dedup_summary(out_dir: str, top: int = 5) -> str:
             *lines,
             "  dropped by reason:",
             *by_count(stats.dropped),
-            f"  outputs: {out_dir}/dedup/part-*.parquet and clusters-*.parquet, ledger/dedup-*.parquet",
+            f"  outputs: {output.path}/: part-*.parquet, clusters-*.parquet, ledger/dedup-*.parquet",
         ]
     )
 
 
 def filter_summary(out_dir: str) -> str:
-    stats = read_stats(out_dir, "filter")
+    output = stage_output(out_dir, "filter")
+    stats = read_stats(output)
     return "\n".join(
         [
             f"filter: {stats.items_in} documents, {stats.items_out} kept",
             "  dropped by reason:",
             *by_count(stats.dropped),
-            f"  outputs: {out_dir}/filter/part-*.parquet, {out_dir}/ledger/filter-*.parquet, stats.json",
+            f"  outputs: {output.path}/: part-*.parquet, ledger/filter-*.parquet, stats.json",
         ]
     )
 
@@ -114,7 +121,8 @@ def filter_summary(out_dir: str) -> str:
 def release_summary(out_dir: str) -> str:
     import json
 
-    path = FileSystems.join(out_dir, "release", "manifest.json")
+    output = stage_output(out_dir, "release")
+    path = output.join("manifest.json")
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         manifest = json.loads(handle.read().decode("utf-8"))
     tokenizer = manifest["tokenizer"]
@@ -124,6 +132,6 @@ def release_summary(out_dir: str) -> str:
         lines.append(f"    {split:5s} {len(shards):3d} shards {docs:8d} documents {tokens:10d} tokens")
     lines += [
         f"  manifest: {path}",
-        f"  datasheet: {FileSystems.join(out_dir, 'release', 'datasheet.md')}",
+        f"  datasheet: {output.join('datasheet.md')}",
     ]
     return "\n".join(lines)

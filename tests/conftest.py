@@ -42,3 +42,10 @@ def write_dump(path: Path, lines: list[bytes | dict]) -> Path:
 @pytest.fixture
 def sample_dir() -> Path:
     return SAMPLE
+
+
+def committed(work: Path, stage: str) -> Path:
+    """The folder of a stage's committed output in a work directory, found as every reader finds it."""
+    from pipelines.outputs import stage_output
+
+    return Path(stage_output(str(work), stage).path)

@@ -1,21 +1,21 @@
 """A release as the trainer reads it: its manifest (checked), the agreed steps per epoch, and the token arrays
-of one shard, read straight from the tar stream (local path or any fsspec URL).
+of one shard (local path or any fsspec URL), read whole and checked against the manifest's size and sha256
+before any of it is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import fsspec
 import numpy as np
-from webdataset.tariterators import tar_file_iterator
 
 from corpus.errors import InputError
-from corpus.shards import SHARD_RE, load_tokens
-
-TOKENS_SUFFIX = ".tokens.npy"
+from corpus.shards import SHARD_RE, load_tokens, token_members
+from corpus.workdir import find_output, missing_output, read_url
 
 
 class ShardError(InputError):
@@ -41,8 +41,13 @@ class Release:
 
 
 def open_release(path_or_url: str) -> Release:
-    """Read and check `path_or_url`/manifest.json; any problem is one InputError naming the manifest."""
-    root = str(path_or_url).rstrip("/")
+    """The release `path_or_url` holds (a work directory, its release/ folder or a release directory: the
+    committed one, corpus/workdir.py), its manifest.json read and checked; any problem is one InputError
+    naming the path or the manifest."""
+    found = find_output(str(path_or_url), ("release",), read_url)
+    if found is None:
+        raise missing_output(str(path_or_url), ("release",))
+    root = found.path
     url = f"{root}/manifest.json"
     try:
         with fsspec.open(url, "rb") as f:
@@ -95,34 +100,48 @@ def steps_per_epoch(
     return tokens // (seq_len + 1) // (micro_batch * world_size * grad_accum)
 
 
+def read_shard_bytes(entry: dict) -> bytes:
+    """The whole shard at entry["url"], after its size and sha256 are checked against the manifest entry."""
+    url, size, sha256 = entry["url"], entry.get("bytes"), entry.get("sha256")
+    if not isinstance(size, int) or not isinstance(sha256, str):
+        raise ShardError(f"{url}: the manifest gives no 'bytes' and 'sha256' to check the shard against")
+    try:
+        with fsspec.open(url, "rb") as f:
+            if getattr(f, "size", None) not in (None, size):
+                raise ShardError(f"{url}: corrupt shard ({f.size} bytes, the manifest says {size})")
+            data = f.read(size + 1)  # one byte more tells a file that grew
+    except FileNotFoundError:
+        raise ShardError(f"{url}: shard missing") from None
+    except OSError as e:
+        raise ShardError(f"{url}: cannot read the shard ({e})") from None
+    if len(data) != size:
+        raise ShardError(f"{url}: corrupt shard ({len(data)} bytes, the manifest says {size})")
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ShardError(f"{url}: corrupt shard (sha256 differs from the manifest)")
+    return data
+
+
 def read_shard_tokens(entry: dict, vocab_size: int, skip: int = 0) -> Iterator[tuple[int, str, np.ndarray]]:
     """(sample index, key, tokens) of a shard's samples from index `skip` on; ShardError names any damage.
 
-    Only the `tokens.npy` members are read (the text and metadata are skipped), and the first `skip`
-    samples' data are not decoded.
+    The shard is read whole and checked (read_shard_bytes) and all of it is parsed before the first sample is
+    handed over, so a damaged shard gives no document at all. Only the `tokens.npy` members are decoded, and
+    only from sample `skip` on.
     """
-    url, seen = entry["url"], 0
-
-    def select(name: str) -> bool:
-        nonlocal seen
-        if not name.endswith(TOKENS_SUFFIX):
-            return False
-        seen += 1
-        return seen > skip
-
+    url = entry["url"]
+    data = read_shard_bytes(entry)
+    samples, count = [], 0
     try:
-        with fsspec.open(url, "rb") as f:
-            for index, member in enumerate(tar_file_iterator(f, select_files=select), start=skip):
-                tokens = load_tokens(member["data"])
-                key = member["fname"][: -len(TOKENS_SUFFIX)]
-                if tokens.size and int(tokens.max()) >= vocab_size:
-                    raise ValueError(f"sample {key!r} has token id {tokens.max()} >= vocab_size {vocab_size}")
-                yield index, key, tokens
-    except FileNotFoundError:
-        raise ShardError(f"{url}: shard missing") from None
+        for count, (key, payload) in enumerate(token_members(data, url), start=1):
+            if count <= skip:
+                continue
+            tokens = load_tokens(payload)
+            if tokens.size and int(tokens.max()) >= vocab_size:
+                raise ValueError(f"sample {key!r} has token id {tokens.max()} >= vocab_size {vocab_size}")
+            samples.append((count - 1, key, tokens))
     except Exception as e:  # noqa: BLE001 - anything a damaged tar or npy raises means a corrupt shard
-        # webdataset appends " @ <file object>" to the message; the URL says it better.
-        detail = " ".join(str(e).split(" @ ")[0].split())
+        detail = " ".join(str(e).removeprefix(f"{url}: ").split())
         raise ShardError(f"{url}: corrupt shard ({type(e).__name__}: {detail})") from None
-    if seen != entry["docs"]:
-        raise ShardError(f"{url}: corrupt shard ({seen} documents, the manifest says {entry['docs']})")
+    if count != entry["docs"]:
+        raise ShardError(f"{url}: corrupt shard ({count} documents, the manifest says {entry['docs']})")
+    yield from samples

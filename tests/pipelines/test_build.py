@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.build import STAGES
 from pipelines.cli import main
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, committed, submission, write_dump
 
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -29,7 +29,7 @@ def build(out: Path, *extra: str) -> int:
 
 
 def release_bytes(out: Path) -> dict[str, bytes]:
-    release = out / "release"
+    release = committed(out, "release")
     kept = (".json", ".tar", ".bloom")
     return {p.name: p.read_bytes() for p in sorted(release.iterdir()) if p.suffix in kept}
 
@@ -44,11 +44,11 @@ def built(tmp_path_factory) -> Path:
 def test_build_runs_every_stage_and_records_counts(built):
     record = json.loads((built / "build.json").read_text())
     assert [s for s in STAGES if record[s]["state"] == "complete"] == list(STAGES)
-    manifest = json.loads((built / "release" / "manifest.json").read_text())
+    manifest = json.loads((committed(built, "release") / "manifest.json").read_text())
     assert list(manifest["build"]) == sorted(STAGES)
     assert manifest["build"]["release"] == {"in": record["release"]["in"], "out": record["release"]["out"]}
     assert all("seconds" not in entry for entry in manifest["build"].values())  # timings stay in build.json
-    assert (built / "release" / "ngrams-8.bloom").is_file()
+    assert (committed(built, "release") / manifest["ngrams"][0]["path"]).is_file()
     assert main(["verify", str(built)]) == 0
 
 
@@ -72,7 +72,7 @@ def test_a_rerun_skips_complete_stages_and_redoes_a_partial_one(built, capsys):
     assert release_bytes(built) == before
 
     # A stage whose output went missing is redone too.
-    (built / "filter" / "stats.json").unlink()
+    (committed(built, "filter") / "stats.json").unlink()
     assert build(built) == 0
     assert "build: filter: complete" not in capsys.readouterr().out
     assert release_bytes(built) == before
@@ -87,3 +87,16 @@ def test_bad_stage_flags_are_one_line(tmp_path, capsys):
 def test_the_whole_build_gives_the_same_release_bytes_on_other_runners(built, tmp_path, runner):
     assert build(tmp_path / "other", *runner) == 0
     assert release_bytes(tmp_path / "other") == release_bytes(built)
+
+
+def test_a_build_of_no_documents_stops_at_the_release_unless_it_is_allowed(tmp_path, capsys):
+    dump = write_dump(tmp_path / "RS.jsonl", [submission("a", "https://www.reddit.com/r/x/", is_self=True)])
+    warc = f"{SAMPLE.parent}/warc/*.warc.gz"
+    argv = ["build", "--dumps", str(dump), "--from-warc", warc, "--out", str(tmp_path / "out")]
+    tokenizer = f"--tokenizer gpt2:{Path(__file__).parents[1] / 'fixtures' / 'gpt2_bpe'}"
+    assert main([*argv, "--stage-flags", f"release={tokenizer}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no documents to release; an empty release needs --allow-empty" in err[0]
+    assert main([*argv, "--stage-flags", f"release={tokenizer} --allow-empty"]) == 0
+    assert main(["verify", str(tmp_path / "out")]) == 0
+    assert "verify: ok: 0 shards, 0 documents" in capsys.readouterr().out

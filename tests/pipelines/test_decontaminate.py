@@ -10,6 +10,7 @@ from corpus.docs import doc_id
 from corpus.ngrams import words
 from pipelines.cli import main
 from pipelines.outputs import read_table
+from tests.conftest import committed
 from tests.fixtures.near_duplicates import load_gold
 from tests.pipelines.test_dedup_filter import doc, write_docs
 
@@ -51,12 +52,13 @@ def run_filter(work: Path, *extra: str) -> tuple[list[str], dict[str, tuple[str,
         main([*args, "--decontaminate", f"ptb={PTB_TEST}", "--decontaminate", f"lambada={LAMBADA}", *extra])
         == 0
     )
-    kept = sorted(row["url"] for row in read_table(str(work / "filter" / "part-*.parquet")).to_pylist())
+    out = committed(work, "filter")
+    kept = sorted(row["url"] for row in read_table(str(out / "part-*.parquet")).to_pylist())
     ledger = {
         row["id"]: (row["reason"], row["detail"])
-        for row in read_table(str(work / "ledger" / "filter-*.parquet")).to_pylist()
+        for row in read_table(str(out / "ledger" / "filter-*.parquet")).to_pylist()
     }
-    return kept, ledger, json.loads((work / "filter" / "stats.json").read_text())
+    return kept, ledger, json.loads((out / "stats.json").read_text())
 
 
 def test_documents_sharing_a_13_gram_are_dropped_with_the_set_named(articles, tmp_path):
@@ -85,7 +87,7 @@ def test_a_smaller_n_catches_the_shorter_quote(articles, tmp_path):
 def test_without_the_flag_nothing_changes(articles, tmp_path):
     work = write_docs(tmp_path, documents(articles))
     assert main(["filter", "--docs", str(work), "--out", str(work)]) == 0
-    stats = json.loads((work / "filter" / "stats.json").read_text())
+    stats = json.loads((committed(work, "filter") / "stats.json").read_text())
     assert stats["out"] == 6 and "decontaminate" not in stats["config"]["filter"]
 
 

@@ -10,7 +10,8 @@ from corpus.docs import DOCS_SCHEMA, doc_id
 from corpus.minhash import MinHashConfig, MinHasher
 from corpus.near_duplicates import reference_clusters, reference_pairs
 from pipelines.cli import main
-from pipelines.outputs import read_table, write_table
+from pipelines.outputs import StageOutput, read_table, write_table
+from tests.conftest import committed
 from tests.fixtures.near_duplicates import load_gold, plant, shingle_sets, similar_pairs
 
 MULTI = [
@@ -45,8 +46,10 @@ def doc(url: str, text: str, karma: int = 5, final_url: str | None = None) -> di
 
 
 def write_docs(work: Path, rows: list[dict]) -> Path:
-    (work / "docs").mkdir(parents=True)
-    write_table(str(work / "docs" / "part-00000-of-00001.parquet"), rows, DOCS_SCHEMA)
+    """A work directory whose extract stage committed `rows` (published as the stage publishes)."""
+    output = StageOutput(str(work), "extract")
+    write_table(output.path("part-00000-of-00001.parquet"), rows, DOCS_SCHEMA)
+    output.publish()
     return work
 
 
@@ -74,14 +77,15 @@ def planted(tmp_path_factory):
 
 
 def test_same_kept_set_and_bytes_on_one_and_two_workers(planted):
-    patterns = ("dedup/part-*.parquet", "dedup/clusters-*.parquet", "ledger/dedup-*.parquet")
-    assert digests(planted["one"], *patterns) == digests(planted["two"], *patterns)
+    patterns = ("part-*.parquet", "clusters-*.parquet", "ledger/dedup-*.parquet")
+    one, two = committed(planted["one"], "dedup"), committed(planted["two"], "dedup")
+    assert digests(one, *patterns) == digests(two, *patterns) and len(digests(one, *patterns)) == 6
 
 
 def test_counts_reconcile_and_the_exact_copy_is_named(planted):
-    out = planted["one"]
-    stats = json.loads((out / "dedup" / "stats.json").read_text())
-    kept = read_table(str(out / "dedup" / "part-*.parquet")).to_pylist()
+    out = committed(planted["one"], "dedup")
+    stats = json.loads((out / "stats.json").read_text())
+    kept = read_table(str(out / "part-*.parquet")).to_pylist()
     ledger = read_table(str(out / "ledger" / "dedup-*.parquet")).to_pylist()
     assert stats["in"] == len(planted["rows"]) == stats["out"] + sum(stats["dropped"].values())
     assert len(kept) == stats["out"] and len(ledger) == sum(stats["dropped"].values())
@@ -94,7 +98,7 @@ def test_clusters_equal_the_in_memory_reference(planted):
     reference (same signatures and bands, union-find) removes from the exact-duplicate survivors."""
     config = MinHashConfig()
     bands, rows = config.bands()
-    ledger = read_table(str(planted["one"] / "ledger" / "dedup-*.parquet")).to_pylist()
+    ledger = read_table(str(committed(planted["one"], "dedup") / "ledger" / "dedup-*.parquet")).to_pylist()
     exact = {r["id"] for r in ledger if r["reason"] == "exact_duplicate"}  # e.g. an edit that changed nothing
     survivors = {row["id"]: row for row in planted["rows"] if row["id"] not in exact}
     ids = sorted(survivors)
@@ -118,10 +122,10 @@ def test_a_chain_of_similar_documents_is_one_cluster(tmp_path):
     ]
     work = write_docs(tmp_path, rows)
     assert main(["dedup", "--docs", str(work), "--out", str(work), "--threshold", "0.5"]) == 0
-    clusters = read_table(str(work / "dedup" / "clusters-*.parquet")).to_pylist()
+    clusters = read_table(str(committed(work, "dedup") / "clusters-*.parquet")).to_pylist()
     kept_ids = {row["kept_id"] for row in clusters}
     assert kept_ids == {doc_id("https://b.example/2")}  # highest karma keeps the cluster
-    assert len(read_table(str(work / "dedup" / "part-*.parquet"))) == 1
+    assert len(read_table(str(committed(work, "dedup") / "part-*.parquet"))) == 1
 
 
 def test_filter_drops_wikipedia_and_low_quality_with_reasons(tmp_path):
@@ -135,15 +139,16 @@ def test_filter_drops_wikipedia_and_low_quality_with_reasons(tmp_path):
     ]
     work = write_docs(tmp_path, rows)
     assert main(["filter", "--docs", str(work), "--out", str(work)]) == 0
-    kept = read_table(str(work / "filter" / "part-*.parquet")).to_pylist()
+    out = committed(work, "filter")
+    kept = read_table(str(out / "part-*.parquet")).to_pylist()
     assert [row["url"] for row in kept] == ["https://news.example/real"]
     reasons = {
         row["detail"].split(": ")[0]: row["reason"]
-        for row in read_table(str(work / "ledger" / "filter-*.parquet")).to_pylist()
+        for row in read_table(str(out / "ledger" / "filter-*.parquet")).to_pylist()
     }
     assert reasons["https://en.wikipedia.org/wiki/Reddit"] == "wikipedia"
     assert reasons["https://short.example/link"] == "wikipedia"
     assert reasons["https://tiny.example/x"] == "too_few_words"
     assert reasons["https://spam.example/x"] == "repeated_lines"
-    stats = json.loads((work / "filter" / "stats.json").read_text())
+    stats = json.loads((out / "stats.json").read_text())
     assert stats["in"] == 5 == stats["out"] + sum(stats["dropped"].values())

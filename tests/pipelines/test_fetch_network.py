@@ -9,7 +9,7 @@ import pytest
 from corpus.warc import iter_responses, read_response
 from pipelines.cli import main
 from pipelines.outputs import read_table
-from tests.conftest import submission, write_dump
+from tests.conftest import committed, submission, write_dump
 from tests.fake_web import FakeWeb
 
 ARTICLE = max(  # the largest real article page of the fixtures
@@ -58,7 +58,8 @@ FLAGS = [
 
 
 def index_of(out: Path) -> dict[str, dict]:
-    return {row["url"]: row for row in read_table(str(out / "fetch" / "index-*.parquet")).to_pylist()}
+    rows = read_table(str(committed(out, "fetch") / "index-*.parquet")).to_pylist()
+    return {row["url"]: row for row in rows}
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +84,10 @@ def test_every_url_ends_with_its_documented_outcome(fetched):
     index, urls = fetched["first"]["index"], fetched["urls"]
     assert len(index) == len(EXPECTED)  # links in = index rows out
     assert {path: index[url]["outcome"] for path, url in urls.items()} == EXPECTED
-    stats = json.loads((fetched["out"] / "fetch" / "stats.json").read_text())
+    stats = json.loads((committed(fetched["out"], "fetch") / "stats.json").read_text())
     assert stats["in"] == len(EXPECTED) and stats["out"] == 3
     assert stats["in"] == stats["out"] + sum(stats["dropped"].values())
-    ledger = read_table(str(fetched["out"] / "ledger" / "fetch-*.parquet")).to_pylist()
+    ledger = read_table(str(committed(fetched["out"], "fetch") / "ledger" / "fetch-*.parquet")).to_pylist()
     assert sorted((r["id"], r["reason"]) for r in ledger) == sorted(
         (urls[p], o) for p, o in EXPECTED.items() if o != "ok"
     )
@@ -122,7 +123,7 @@ def test_responses_are_in_the_warc_where_the_index_says(fetched):
     )  # stored as received
     assert index[urls["/huge"]]["bytes"] == 1_000_000  # cut at --max-bytes
     archived = []
-    for warc in sorted((out / "fetch").glob("*.warc.gz")):
+    for warc in sorted((out / "fetch").rglob("*.warc.gz")):  # both runs' generations
         with open(warc, "rb") as stream:
             archived += [record.url for record in iter_responses(stream, str(warc))]
     assert sum(url.endswith("/robots.txt") for url in archived) == 2  # once per run, written to the WARC
@@ -147,7 +148,7 @@ def test_fetched_warcs_read_back_with_from_warc_and_extract(fetched, tmp_path):
         "--out",
         str(again),
         "--from-warc",
-        str(out / "fetch" / "*.warc.gz"),
+        str(out / "fetch" / "*" / "*.warc.gz"),
     ]
     assert main(argv) == 0
     replay = {url: row["outcome"] for url, row in index_of(again).items()}
@@ -169,14 +170,15 @@ def test_fetched_warcs_read_back_with_from_warc_and_extract(fetched, tmp_path):
     }
     assert all(replay[urls[path]] == "ok" for path in ("/article", "/gzip-page", "/flaky"))
     assert main(["extract", "--fetch", str(again), "--out", str(again)]) == 0
-    docs = {row["url"] for row in read_table(str(again / "docs" / "part-*.parquet")).to_pylist()}
+    extracted = committed(again, "extract")
+    docs = {row["url"] for row in read_table(str(extracted / "part-*.parquet")).to_pylist()}
     assert urls["/article"] in docs
     drops = {
         row["id"]: row["reason"]
-        for row in read_table(str(again / "ledger" / "extract-*.parquet")).to_pylist()
+        for row in read_table(str(extracted / "ledger" / "extract-*.parquet")).to_pylist()
     }
     reasons = {
         row["detail"].split(": ")[0]: row["reason"]
-        for row in read_table(str(again / "ledger" / "extract-*.parquet")).to_pylist()
+        for row in read_table(str(extracted / "ledger" / "extract-*.parquet")).to_pylist()
     }
     assert reasons[urls["/gzip-bomb"]] == "too_large" and urls["/binary"] in reasons and drops

@@ -9,7 +9,7 @@ import pytest
 from corpus.accounting import load_stats
 from pipelines.cli import main
 from pipelines.outputs import read_table
-from tests.conftest import SAMPLE, submission, write_dump
+from tests.conftest import SAMPLE, committed, submission, write_dump
 
 MULTI = [
     "--direct_num_workers=2",
@@ -23,9 +23,10 @@ def run_links(out: Path, *args: str, dumps: str = f"{SAMPLE}/*") -> int:
 
 
 def outputs(out: Path) -> dict:
-    stats = load_stats((out / "links" / "stats.json").read_text())
-    links = read_table(str(out / "links" / "part-*.parquet")).to_pylist()
-    ledger = read_table(str(out / "ledger" / "links-*.parquet")).to_pylist()
+    links_dir = committed(out, "links")
+    stats = load_stats((links_dir / "stats.json").read_text())
+    links = read_table(str(links_dir / "part-*.parquet")).to_pylist()
+    ledger = read_table(str(links_dir / "ledger" / "links-*.parquet")).to_pylist()
     return {"stats": stats, "links": links, "ledger": ledger}
 
 
@@ -55,7 +56,7 @@ def test_counts_reconcile_with_the_ledger_and_the_links(sample_run):
         by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
     assert by_reason == stats.dropped
     assert stats.extra["links"] == len(links)
-    assert not (sample_run["out"] / ".staging").exists()
+    assert sorted(p.name for p in (sample_run["out"] / "links").iterdir()) == ["committed.json", "gen-1"]
 
 
 def test_named_real_submissions_land_where_hand_checking_says(sample_run):
@@ -85,7 +86,7 @@ def test_same_bytes_for_one_and_two_workers(tmp_path, sample_run):
     one, two = tmp_path / "one", tmp_path / "two"
     assert run_links(one, "--num-shards", "6") == 0
     assert run_links(two, "--num-shards", "6", "--splits-per-file", "3", *MULTI) == 0
-    assert len(list((one / "links").glob("part-*"))) == 6
+    assert len(list(committed(one, "links").glob("part-*"))) == 6
     assert digests(one) == digests(two)
 
 
@@ -162,7 +163,41 @@ def test_corrupt_dump_fails_with_one_line_and_publishes_nothing(tmp_path, capsys
     )
     assert "Traceback" not in "\n".join(err)
     assert digests(out) == before  # the earlier output is untouched, nothing partial was published
-    assert not (out / ".staging").exists()
+
+
+def test_a_directory_or_an_unreadable_dump_fails_with_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    from apache_beam.io.filesystems import FileSystems
+
+    dumps = tmp_path / "dumps"
+    locked = write_dump(dumps / "RS_locked.zst", [submission("a", "http://example.com/a")])
+    out = tmp_path / "out"
+    assert run_links(out, dumps=str(dumps)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"webtext links: error: {dumps}: cannot read the dump (Is a directory; name the dumps inside it, "
+        f"e.g. '{dumps}/*')"
+    )
+    # Tests run as root, whom no file mode stops: the open itself is refused instead.
+    beam_open = FileSystems.open
+
+    def open_or_refuse(path: str, *args, **kwargs):
+        if path == str(locked):
+            raise PermissionError(13, "Permission denied", path)
+        return beam_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(open_or_refuse))
+    assert run_links(out, dumps=str(locked)) == 2
+    err += capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"webtext links: error: {locked}: cannot read the dump (Permission denied)"
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists()
+
+
+def test_posted_urls_never_keep_credentials(tmp_path):
+    dump = write_dump(tmp_path / "RS.jsonl", [submission("a", "https://alice:s3cret@example.com/x/?q=1")])
+    assert run_links(tmp_path / "out", dumps=str(dump)) == 0
+    [row] = outputs(tmp_path / "out")["links"]
+    assert row["url"] == "https://example.com/x?q=1" and row["posted_urls"] == ["https://example.com/x/?q=1"]
 
 
 def test_no_matching_files_is_a_clear_error(tmp_path, capsys):
@@ -172,7 +207,7 @@ def test_no_matching_files_is_a_clear_error(tmp_path, capsys):
 
 
 def test_stats_json_is_the_designed_shape(sample_run):
-    raw = json.loads((sample_run["out"] / "links" / "stats.json").read_text())
+    raw = json.loads((committed(sample_run["out"], "links") / "stats.json").read_text())
     assert list(raw)[:4] == ["stage", "in", "out", "dropped"]
     assert raw["stage"] == "links" and raw["config"]["min_karma"] == 3
 

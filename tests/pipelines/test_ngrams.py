@@ -16,6 +16,7 @@ from corpus.bloom import BloomFilter
 from corpus.ngrams import NgramHasher, ngrams, words
 from corpus.shards import read_shard
 from pipelines.cli import main
+from tests.conftest import committed
 from tests.pipelines.test_dedup_filter import MULTI, doc, write_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,12 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def bloom_name(release: Path, n: int = 8) -> str:
+    """The file of the release's n-gram filter, as its manifest names it."""
+    entries = json.loads((release / "manifest.json").read_text())["ngrams"]
+    return next(entry["path"] for entry in entries if entry["n"] == n)
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A release of 110 real WebText documents (10 whole, 100 cut to 63 tokens), with its 8-gram filter."""
@@ -42,15 +49,16 @@ def work(tmp_path_factory):
     work = write_docs(tmp_path_factory.mktemp("ngrams"), rows)
     release_args = ["--tokenizer", "train:400", "--val-fraction", "0.2", "--shard-docs", "20"]
     assert main(["release", "--docs", str(work), "--out", str(work), *release_args]) == 0
-    before = (work / "release" / "manifest.json").read_text()
+    release = committed(work, "release")
+    before = (release / "manifest.json").read_text()
     assert main(["ngrams", "--release", str(work)]) == 0
-    return {"work": work, "release": work / "release", "manifest_before": json.loads(before)}
+    return {"work": work, "release": release, "manifest_before": json.loads(before)}
 
 
 def test_the_filter_holds_exactly_the_train_splits_ngrams(work):
     release = work["release"]
     train, val = split_texts(release, "train"), split_texts(release, "val")
-    bloom = BloomFilter.load(str(release / "ngrams-8.bloom"))
+    bloom = BloomFilter.load(str(release / bloom_name(release)))
     exact = {g for text in train for g in ngrams(words(text), 8)}
     assert bloom.params.items == len(exact) > 5000  # the exact count of distinct 8-grams sized it
     assert bloom.params.n == 8 and bloom.params.fpr == 1e-8
@@ -66,16 +74,18 @@ def test_manifest_records_the_filter_and_verify_still_passes(work, capsys):
     manifest = json.loads((release / "manifest.json").read_text())
     entry = manifest.pop("ngrams")
     assert manifest == work["manifest_before"]  # nothing else changed
-    bloom = BloomFilter.load(str(release / "ngrams-8.bloom"))
+    name = bloom_name(release)
+    bloom = BloomFilter.load(str(release / name))
+    assert name == f"ngrams-8-{sha256(release / name)[:16]}.bloom"  # named by its content
     assert entry == [
         {
-            "path": "ngrams-8.bloom",
+            "path": name,
             **bloom.params.to_dict(),
             "split": "train",
             "documents": len(split_texts(release, "train")),
             "ngrams": sum(max(len(words(t)) - 7, 0) for t in split_texts(release, "train")),
-            "bytes": (release / "ngrams-8.bloom").stat().st_size,
-            "sha256": sha256(release / "ngrams-8.bloom"),
+            "bytes": (release / name).stat().st_size,
+            "sha256": sha256(release / name),
         }
     ]
     assert main(["verify", str(work["work"])]) == 0
@@ -86,12 +96,21 @@ def test_manifest_records_the_filter_and_verify_still_passes(work, capsys):
 def test_same_bytes_on_two_workers_and_on_a_rerun(work, tmp_path):
     copy = tmp_path / "release"
     shutil.copytree(work["release"], copy)
-    (copy / "ngrams-8.bloom").unlink()
+    (copy / bloom_name(copy)).unlink()
     assert main(["ngrams", "--release", str(copy), *MULTI]) == 0
-    for name in ("ngrams-8.bloom", "manifest.json"):
+    for name in (bloom_name(copy), "manifest.json"):
         assert sha256(copy / name) == sha256(work["release"] / name)
     assert main(["ngrams", "--release", str(copy)]) == 0  # a rerun replaces its entry, byte for byte
     assert sha256(copy / "manifest.json") == sha256(work["release"] / "manifest.json")
+
+
+def test_another_filter_for_the_same_n_replaces_the_old_one_after_the_manifest(work, tmp_path):
+    copy = shutil.copytree(work["release"], tmp_path / "release")
+    old = bloom_name(copy)
+    assert main(["ngrams", "--release", str(copy), "--fpr", "1e-4"]) == 0
+    new = bloom_name(copy)
+    assert new != old and not (copy / old).exists() and (copy / new).is_file()
+    assert main(["verify", str(copy)]) == 0
 
 
 # What a Python audit hook (PEP 578) reports of file access: opening, renaming, deleting, listing.
@@ -144,15 +163,22 @@ def test_the_release_is_reached_only_through_beam_filesystems(work, tmp_path):
     exception is by design: overlap maps a local filter file with numpy (it may be larger than memory)."""
     copy = tmp_path / "release"
     shutil.copytree(work["release"], copy)
-    (copy / "ngrams-8.bloom").unlink()
+    name = bloom_name(copy)
+    (copy / name).unlink()
     with file_access(copy) as ngrams_stage:
         assert main(["ngrams", "--release", str(copy)]) == 0
         (copy / "manifest.json").open().close()  # the check sees what does not go through Beam
-    assert ngrams_stage["direct"] == {("open", "manifest.json", "tests/pipelines/test_ngrams.py")}
+    # The one other exception: write_atomic replaces manifest.json on a local disk with fsync and os.replace
+    # (on any other filesystem it is one write through Beam).
+    direct = {(event, path, module) for event, path, module in ngrams_stage["direct"]}
+    assert ("open", "manifest.json", "tests/pipelines/test_ngrams.py") in direct
+    atomic = direct - {("open", "manifest.json", "tests/pipelines/test_ngrams.py")}
+    assert {module for _, _, module in atomic} == {"pipelines/outputs.py"}
+    assert {path.split(".")[0] for _, path, _ in atomic} <= {"manifest", ""}
     read = {path for event, path, _ in ngrams_stage["beam"] if event == "open"}
     assert {s["path"] for s in json.loads((copy / "manifest.json").read_text())["splits"]["train"]} <= read
-    assert {"manifest.json", "ngrams-8.bloom"} <= {path for event, path, _ in ngrams_stage["beam"]}
-    assert sha256(copy / "ngrams-8.bloom") == sha256(work["release"] / "ngrams-8.bloom")
+    assert {"manifest.json", name} <= {path for event, path, _ in ngrams_stage["beam"]}
+    assert sha256(copy / name) == sha256(work["release"] / name)
 
     eval_set = ["--eval", f"lambada={LAMBADA}", "--fpr-check", "0"]
     with file_access(copy) as exact:
@@ -160,7 +186,7 @@ def test_the_release_is_reached_only_through_beam_filesystems(work, tmp_path):
     assert not exact["direct"] and any(path.startswith("train-") for _, path, _ in exact["beam"])
     with file_access(copy) as bloom:
         assert main(["overlap", "--release", str(copy), *eval_set]) == 0
-    assert {(path, module) for _, path, module in bloom["direct"]} == {("ngrams-8.bloom", "corpus/bloom.py")}
+    assert {(path, module) for _, path, module in bloom["direct"]} == {(name, "corpus/bloom.py")}
 
 
 def test_a_path_on_a_filesystem_beam_does_not_have_is_one_clear_error(capsys):

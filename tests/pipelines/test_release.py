@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,14 @@ import webdataset as wds
 
 from corpus.tokenizer import gpt2_tokenizer
 from pipelines.cli import main
-from pipelines.release import split_of
+from pipelines.outputs import stable_shard
+from pipelines.release import shard_numbers, split_of
+from tests.conftest import committed
 from tests.fixtures.near_duplicates import load_gold
 from tests.pipelines.test_dedup_filter import MULTI, doc, write_docs
 
 GPT2 = Path(__file__).resolve().parent.parent / "fixtures" / "gpt2_bpe"
+SPLITS = ("train", "val")
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -31,16 +35,17 @@ def released(tmp_path_factory):
         for i, (name, text) in enumerate(sorted(texts.items()))
     ]
     work = write_docs(tmp_path_factory.mktemp("release"), rows)
-    args = ["--tokenizer", f"gpt2:{GPT2}", "--val-fraction", "0.3", "--shard-docs", "3"]
+    args = ["--tokenizer", f"gpt2:{GPT2}", "--val-fraction", "0.3", "--shard-docs", "1"]
     for out, extra in ((work / "one", []), (work / "two", MULTI)):
         assert main(["release", "--docs", str(work), "--out", str(out), *args, *extra]) == 0
-    manifest = json.loads((work / "one" / "release" / "manifest.json").read_text())
-    return {"work": work, "rows": rows, "manifest": manifest, "release": work / "one" / "release"}
+    release = committed(work / "one", "release")
+    manifest = json.loads((release / "manifest.json").read_text())
+    return {"work": work, "rows": rows, "manifest": manifest, "release": release}
 
 
 def test_same_bytes_on_one_and_two_workers(released):
     work = released["work"]
-    assert digests(work / "one" / "release") == digests(work / "two" / "release")
+    assert digests(committed(work / "one", "release")) == digests(committed(work / "two", "release"))
 
 
 def test_shards_read_back_with_webdataset_and_match_the_manifest(released):
@@ -87,3 +92,48 @@ def test_verify_names_an_altered_shard(released, tmp_path, capsys):
     shard.write_bytes(bytes(data))
     assert main(["verify", str(copy)]) == 1
     assert shard.name in capsys.readouterr().err
+
+
+def test_shard_numbers_are_contiguous_and_webdataset_brace_patterns_read_every_document(released):
+    ids = {split: [r["id"] for r in released["rows"] if split_of(r["id"], 0.3) == split] for split in SPLITS}
+    hashed = sorted({stable_shard(i, len(ids["train"])) for i in ids["train"]})  # --shard-docs 1
+    assert hashed != list(range(len(hashed)))  # some hash shards got no document: numbering closes the gaps
+    for split, shards in released["manifest"]["splits"].items():
+        count = len(shards)
+        assert [s["path"] for s in shards] == [f"{split}-{i:06d}.tar" for i in range(count)]
+        pattern = f"{released['release']}/{split}-{{000000..{count - 1:06d}}}.tar"
+        keys = [sample["__key__"] for sample in wds.WebDataset(pattern, shardshuffle=False)]
+        assert sorted(keys) == sorted(ids[split]) and sum(s["docs"] for s in shards) == len(keys)
+
+
+def test_shard_numbers_skip_empty_shards():
+    keys = [("train", 4), ("val", 0), ("train", 0), ("train", 3)]
+    assert shard_numbers(keys) == {("train", 0): 0, ("train", 3): 1, ("train", 4): 2, ("val", 0): 0}
+
+
+def test_verify_names_a_gap_in_the_shard_numbers(released, tmp_path, capsys):
+    copy = shutil.copytree(released["release"], tmp_path / "release")
+    last = released["manifest"]["splits"]["train"][-1]["path"]
+    gap = last.replace(last[-10:-4], f"{int(last[-10:-4]) + 1:06d}")
+    (copy / last).rename(copy / gap)
+    (copy / "manifest.json").write_text((copy / "manifest.json").read_text().replace(last, gap))
+    assert main(["verify", str(copy)]) == 1
+    assert "split 'train' is not numbered train-000000.tar on without gaps" in capsys.readouterr().err
+
+
+def test_an_empty_release_is_refused_unless_allowed(tmp_path, capsys):
+    work = write_docs(tmp_path / "work", [])
+    args = ["release", "--docs", str(work), "--out", str(work), "--tokenizer", f"gpt2:{GPT2}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no documents to release; an empty release needs --allow-empty" in err[0]
+    assert not (work / "release").exists()
+    assert main([*args, "--allow-empty"]) == 0
+    manifest = json.loads((committed(work, "release") / "manifest.json").read_text())
+    assert manifest["splits"] == {"train": [], "val": []} and manifest["config"]["release"]["allow_empty"]
+    capsys.readouterr()
+    assert main(["verify", str(work)]) == 0 and "verify: ok: 0 shards, 0 documents" in capsys.readouterr().out
+    del manifest["config"]["release"]["allow_empty"]
+    (committed(work, "release") / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["verify", str(work)]) == 1
+    assert "the release holds no documents" in capsys.readouterr().err

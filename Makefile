@@ -45,7 +45,7 @@ test: lint
 # The whole suite against the newest releases pyproject.toml allows: how a lock bump is checked.
 test-latest: setup
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
-	$(BIN)/uv pip install -q --python $(LATEST)/bin/python --resolution highest -c constraints.txt \
+	$(BIN)/uv pip install -q --compile-bytecode --python $(LATEST)/bin/python --resolution highest -c constraints.txt \
 		$(SOURCES) -e ".[dev]"
 	$(LATEST)/bin/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(apache-beam|torch|pyarrow|numpy|transformers|trafilatura)=='
 	$(LATEST)/bin/python -m pytest -p no:cacheprovider

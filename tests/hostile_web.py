@@ -392,3 +392,17 @@ class HostileWeb(FakeWeb):
             if not self._stopped:
                 self._stopped = True
                 super().__exit__()
+
+
+def only_hostile_connections(patch, attempted: list[str]) -> None:
+    """Make every socket connect record its address in `attempted` and fail unless it is the hostile
+    server's: a fetch that reached any other address (a private one it should have refused) fails the test."""
+    real_connect = socket.socket.connect
+
+    def guarded_connect(sock, address):
+        attempted.append(address[0])
+        if address[0] != HOSTILE_IP:
+            raise AssertionError(f"connection attempted to {address}")
+        return real_connect(sock, address)
+
+    patch.setattr(socket.socket, "connect", guarded_connect)

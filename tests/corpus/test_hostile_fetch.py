@@ -20,7 +20,7 @@ from warcio.archiveiterator import ArchiveIterator
 from corpus.fetcher import OUTCOMES, Exchange, FetchConfig, Fetcher, FetchResult, is_terminal
 from corpus.http_wire import Failure, validate_head
 from corpus.warc import WarcFileWriter, iter_responses
-from tests.hostile_web import BEHAVIOURS, HOSTILE_IP, HostileWeb
+from tests.hostile_web import BEHAVIOURS, HOSTILE_IP, HostileWeb, only_hostile_connections
 
 CONFIG = FetchConfig(
     connect_timeout=1.0,
@@ -46,16 +46,8 @@ class Fetched:
 @pytest.fixture(scope="module")
 def fetched() -> Fetched:
     attempted: list[str] = []
-    real_connect = socket.socket.connect
-
-    def guarded_connect(sock, address):
-        attempted.append(address[0])
-        if address[0] != HOSTILE_IP:
-            raise AssertionError(f"connection attempted to {address}")
-        return real_connect(sock, address)
-
     with pytest.MonkeyPatch.context() as patch, HostileWeb() as web:
-        patch.setattr(socket.socket, "connect", guarded_connect)
+        only_hostile_connections(patch, attempted)
         fetcher = Fetcher(CONFIG, resolver=web.resolver)
 
         def timed(name: str) -> tuple[str, FetchResult, float]:

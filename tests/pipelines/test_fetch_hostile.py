@@ -5,7 +5,6 @@ every URL has a row with a terminal outcome of the taxonomy; the stats reconcile
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
@@ -16,7 +15,7 @@ from pipelines.cli import main
 from pipelines.outputs import read_table
 from pipelines.summary import fetch_summary
 from tests.conftest import committed, submission, write_dump
-from tests.hostile_web import BEHAVIOURS, HOSTILE_IP, START, HostileWeb
+from tests.hostile_web import BEHAVIOURS, HOSTILE_IP, START, HostileWeb, only_hostile_connections
 
 FLAGS = [
     "--allow-network", f"{HOSTILE_IP}/32",
@@ -36,14 +35,7 @@ BUG_HOST = "internal-bug.test"  # archiving its response raises: a planted bug i
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     attempted: list[str] = []
-    real_connect = socket.socket.connect
     real_write = WarcFileWriter.write_exchange
-
-    def guarded_connect(sock, address):
-        attempted.append(address[0])
-        if address[0] != HOSTILE_IP:
-            raise AssertionError(f"connection attempted to {address}")
-        return real_connect(sock, address)
 
     with pytest.MonkeyPatch.context() as patch, HostileWeb() as web:
         urls = {name: web.url_of(name) for name in BEHAVIOURS}
@@ -54,7 +46,7 @@ def run(tmp_path_factory):
                 raise RuntimeError("planted bug")
             return real_write(writer, url, *args, **kwargs)
 
-        patch.setattr(socket.socket, "connect", guarded_connect)
+        only_hostile_connections(patch, attempted)
         patch.setattr("corpus.fetcher.system_resolver", web.resolver)  # *.test: no DNS query leaves
         patch.setattr(WarcFileWriter, "write_exchange", buggy_write)
         links = [*urls.values(), bug_url]

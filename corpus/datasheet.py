@@ -13,10 +13,10 @@ from collections.abc import Iterable
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt  # the backend must be chosen first
+from matplotlib.ticker import MaxNLocator
 
-from corpus.accounting import CHAIN, UNITS  # noqa: E402
+from corpus.accounting import CHAIN, UNITS
 
 PLOTS = {
     "lengths": "doc_lengths.png",

@@ -200,7 +200,7 @@ class Fetcher:
         Never raises: an exception here is a bug of ours, and it is the result ``internal_error``."""
         try:
             return self._fetch(url)
-        except Exception as e:  # noqa: BLE001 - one URL's bug must not take the stage down
+        except Exception as e:  # one URL's bug must not take the stage down
             detail = f"{type(e).__name__}: {e}"
             return FetchResult(url, url, "internal_error", None, None, detail, [], None, 0)
 
@@ -248,16 +248,7 @@ class Fetcher:
                     )
                 visited.add(target.url)
                 ips = self._resolve(target)
-                delay = cfg.per_host_delay
-                if use_robots:
-                    started = self._clock()
-                    policy = self._robots_policy(target)
-                    deadline.at += self._clock() - started  # robots.txt has its own cap
-                    if policy.failure:
-                        raise Failure(*policy.failure)
-                    if not policy.allows(target.url):
-                        raise Failure("robots_disallowed", policy.why_not(target.url))
-                    delay = max(delay, policy.crawl_delay)
+                delay = self._robots_delay(target, deadline) if use_robots else cfg.per_host_delay
                 last, failure, tries = self._request_with_retries(
                     target, ips, delay, deadline, cap, exchanges
                 )
@@ -287,6 +278,18 @@ class Fetcher:
             if last.truncated == "length" or over:
                 return result("too_large", f"body over {cap} bytes", body)
             return result("ok", f"HTTP {last.status}", body)
+
+    def _robots_delay(self, target: Target, deadline: Deadline) -> float:
+        """The wait before requesting `target` (the host's crawl delay, at least per_host_delay); raises
+        robots_disallowed, or the robots.txt fetch's own failure. robots.txt time is not the page's."""
+        started = self._clock()
+        policy = self._robots_policy(target)
+        deadline.at += self._clock() - started  # robots.txt has its own cap
+        if policy.failure:
+            raise Failure(*policy.failure)
+        if not policy.allows(target.url):
+            raise Failure("robots_disallowed", policy.why_not(target.url))
+        return max(self.config.per_host_delay, policy.crawl_delay)
 
     def _resolve(self, target: Target) -> list[str]:
         """The host's addresses, all checked; raises dns_error or blocked_address."""

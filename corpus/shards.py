@@ -281,9 +281,9 @@ def scan_shard(path: str) -> tuple[int, int, list[str]]:
                         json.loads(data)
                     else:
                         n_tokens += int(load_tokens(data).shape[0])
-                except Exception as e:  # noqa: BLE001 - any decode failure is a reported problem
+                except Exception as e:  # any decode failure is a reported problem
                     problems.append(f"member {member.name!r}: unreadable ({type(e).__name__}: {e})")
-    except Exception as e:  # noqa: BLE001 - a hostile or truncated tar is reported, never raised
+    except Exception as e:  # a hostile or truncated tar is reported, never raised
         problems.append(f"unreadable tar ({type(e).__name__}: {e})")
     for key, got in sorted(members.items()):
         if got != set(MEMBER_SUFFIXES):
@@ -336,7 +336,7 @@ def verify_release(directory: str, manifest: dict) -> list[str]:
                 listed.add(entry["path"])
             try:
                 problems += _verify_shard(directory, entry)
-            except Exception as e:  # noqa: BLE001 - e.g. unreadable file: report it
+            except Exception as e:  # e.g. unreadable file: report it
                 problems.append(f"{entry.get('path', entry)}: cannot verify ({type(e).__name__}: {e})")
     problems += _verify_files(directory, manifest.get("ngrams") or [])
     try:

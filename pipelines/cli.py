@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args, extra)
     except KeyboardInterrupt:
         return interrupted(args.command, RESUME_HINTS.get(args.command, RESUME_HINTS["stage"]))
-    except Exception as exc:  # noqa: BLE001 - the CLI boundary: input errors become one line
+    except Exception as exc:  # the CLI boundary: input errors become one line
         message = user_error(exc)
         if message is None:
             raise

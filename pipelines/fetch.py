@@ -78,7 +78,7 @@ class FetchBucket(beam.DoFn):
                     with lock:
                         location = self._archive(writer, result.exchanges)
                     return _row(link, result, self.output.relative(name) if location else None, location)
-                except Exception as e:  # noqa: BLE001 - a bug of ours: this URL's row, never a lost run
+                except Exception as e:  # a bug of ours: this URL's row, never a lost run
                     log.warning("fetch: %s: internal error: %s: %s", link["url"], type(e).__name__, e)
                     return index_row(link, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
@@ -92,7 +92,7 @@ class FetchBucket(beam.DoFn):
             for exchange in robots[self.robots_archived :]:
                 try:
                     self._archive(writer, [exchange])
-                except Exception as e:  # noqa: BLE001 - no URL's row depends on it: counted and logged
+                except Exception as e:  # no URL's row depends on it: counted and logged
                     Metrics.counter(STAGE, "robots_not_archived").inc()
                     log.warning("fetch: %s not archived: %s: %s", exchange.url, type(e).__name__, e)
             self.robots_archived = len(robots)

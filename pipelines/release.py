@@ -135,7 +135,7 @@ class WriteManifest(beam.DoFn):
     def __init__(self, config: dict, tokenizer: dict, stages: dict, output: StageOutput) -> None:
         self.config, self.tokenizer, self.stages, self.output = config, tokenizer, stages, output
 
-    def process(self, infos: list, summary: dict):
+    def process(self, infos: list):
         splits = {
             split: sorted((i for s, i in infos if s == split), key=lambda i: i["path"])
             for split in ("train", "val")
@@ -256,11 +256,7 @@ class ReleaseDocs(beam.PTransform):
         manifest = (
             infos
             | "AllShards" >> beam.combiners.ToList()
-            | "Manifest"
-            >> beam.ParDo(
-                WriteManifest(release_config(opts), info, opts.stages, self.output),
-                beam.pvalue.AsSingleton(summary),
-            )
+            | "Manifest" >> beam.ParDo(WriteManifest(release_config(opts), info, opts.stages, self.output))
         )
         _ = manifest | "Datasheet" >> beam.Map(_datasheet, self.output.root, beam.pvalue.AsSingleton(summary))
         counts = (

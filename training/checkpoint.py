@@ -186,5 +186,5 @@ def load_tokenizer(model_path: str, override: str | None = None) -> Tokenizer:
     except FileNotFoundError as e:
         message = str(e) if os.path.isdir(path) else f"{path}: not found (pass --tokenizer)"
         raise InputError(message) from None
-    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions for malformed files
+    except Exception as e:  # tokenizers raises plain Exceptions for malformed files
         raise InputError(f"{path}: not a usable tokenizer ({e})") from None

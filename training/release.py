@@ -139,7 +139,7 @@ def read_shard_tokens(entry: dict, vocab_size: int, skip: int = 0) -> Iterator[t
             if tokens.size and int(tokens.max()) >= vocab_size:
                 raise ValueError(f"sample {key!r} has token id {tokens.max()} >= vocab_size {vocab_size}")
             samples.append((count - 1, key, tokens))
-    except Exception as e:  # noqa: BLE001 - anything a damaged tar or npy raises means a corrupt shard
+    except Exception as e:  # anything a damaged tar or npy raises means a corrupt shard
         detail = " ".join(str(e).removeprefix(f"{url}: ").split())
         raise ShardError(f"{url}: corrupt shard ({type(e).__name__}: {detail})") from None
     if count != entry["docs"]:

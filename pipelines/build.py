@@ -14,9 +14,10 @@ import shlex
 import time
 from collections.abc import Callable
 
+from corpus.accounting import CHAIN
 from corpus.errors import InputError
 
-STAGES = ("links", "fetch", "extract", "dedup", "filter", "release", "ngrams")
+STAGES = CHAIN  # the one ordered stage list (corpus/accounting.py)
 RECORD = "build.json"
 UNCOMPRESSED = "uncompressed"  # Beam's CompressionTypes.UNCOMPRESSED
 

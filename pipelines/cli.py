@@ -62,7 +62,7 @@ def add_links_parser(sub) -> None:
         metavar="GLOB",
         help="Pushshift submission dumps (.zst .jsonl .jsonl.gz .bz2 .xz); repeatable",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/links, DIR/ledger")
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/links")
     p.add_argument("--preset", choices=sorted(PRESETS), help="webtext: karma >= 3, before 2018-01-01")
     p.add_argument("--min-karma", type=int, help="minimum karma of a link (default 3)")
     p.add_argument(

@@ -17,7 +17,7 @@ def add_fetch_parser(sub) -> None:
     p.add_argument(
         "--links", required=True, metavar="DIR", help="work directory (or its links/) of a links run"
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/fetch, DIR/ledger")
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/fetch")
     p.add_argument(
         "--from-warc",
         action="append",
@@ -126,7 +126,7 @@ def add_extract_parser(sub) -> None:
     p.add_argument(
         "--fetch", required=True, metavar="DIR", help="work directory (or its fetch/) of a fetch run"
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/docs, DIR/ledger")
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/extract")
     p.add_argument("--min-words", type=int, help="drop documents with fewer words (reason too_short)")
     p.add_argument("--timeout", type=float, help="seconds per document before extract_timeout")
     p.add_argument("--num-shards", type=positive_int, help="docs files (default: one per 100,000 pages)")
@@ -160,9 +160,9 @@ def add_dedup_parser(sub) -> None:
         "dedup", allow_abbrev=False, help="documents -> exact and near duplicates removed (Beam)"
     )
     p.add_argument(
-        "--docs", required=True, metavar="DIR", help="work directory (or its docs/) of an extract run"
+        "--docs", required=True, metavar="DIR", help="work directory (or its extract/) of an extract run"
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/dedup, DIR/ledger")
+    p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/dedup")
     p.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity of near duplicates")
     p.add_argument("--num-perm", type=positive_int, default=128, help="MinHash permutations")
     p.add_argument("--shingle", type=positive_int, default=5, help="words per shingle")
@@ -202,7 +202,7 @@ def add_filter_parser(sub) -> None:
         "--docs",
         required=True,
         metavar="DIR",
-        help="work directory: its dedup/ output when present, else docs/",
+        help="work directory: its dedup/ output when present, else extract/",
     )
     p.add_argument(
         "--out", required=True, metavar="DIR", help="work directory; writes DIR/filter, DIR/ledger"
@@ -293,7 +293,7 @@ def add_release_parser(sub) -> None:
         "--docs",
         required=True,
         metavar="DIR",
-        help="work directory: its filter/ output when present, else dedup/, else docs/",
+        help="work directory: its filter/ output when present, else dedup/, else extract/",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="work directory; writes DIR/release")
     p.add_argument(

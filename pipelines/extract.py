@@ -1,4 +1,4 @@
-"""The extract stage: ok rows of the fetch index -> `docs/part-*.parquet`, ledger, stats.json.
+"""The extract stage: ok rows of the fetch index -> `extract/part-*.parquet`, ledger, stats.json.
 
 index rows (outcome ok) -> Reshuffle -> ExtractDocs: read the WARC record at (warc_file, offset, length),
   decode its body (gzip/deflate, capped), trafilatura in a child process with a per-document time limit

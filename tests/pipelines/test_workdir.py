@@ -28,17 +28,17 @@ def stats(stage: str) -> bytes:
 
 def test_a_work_directory_a_stage_folder_and_an_output_folder():
     files = {
-        "w/docs/committed.json": commit_bytes("extract", "gen-3"),
-        "w/docs/gen-3/stats.json": stats("extract"),
+        "w/extract/committed.json": commit_bytes("extract", "gen-3"),
+        "w/extract/gen-3/stats.json": stats("extract"),
         "w/dedup/committed.json": commit_bytes("dedup", "gen-1"),
     }
     read = reader(files)
-    assert find_output("w", ("extract",), read) == Output("extract", "w/docs/gen-3", "w")
+    assert find_output("w", ("extract",), read) == Output("extract", "w/extract/gen-3", "w")
     assert find_output("w/", ("dedup", "extract"), read) == Output("dedup", "w/dedup/gen-1", "w")  # in order
-    assert find_output("w/docs", ("dedup", "extract"), read) == Output("extract", "w/docs/gen-3", "w")
-    assert find_output("w/docs/gen-3", ("extract",), read) == Output("extract", "w/docs/gen-3", "w")
-    assert find_output("w/docs/gen-3", ("dedup",), read) is None  # its stats.json names another stage
-    assert find_output("w/docs", ("links",), read) is None
+    assert find_output("w/extract", ("dedup", "extract"), read) == Output("extract", "w/extract/gen-3", "w")
+    assert find_output("w/extract/gen-3", ("extract",), read) == Output("extract", "w/extract/gen-3", "w")
+    assert find_output("w/extract/gen-3", ("dedup",), read) is None  # its stats.json names another stage
+    assert find_output("w/extract", ("links",), read) is None
     assert find_output("elsewhere", ("extract",), read) is None
 
 
@@ -53,7 +53,7 @@ def test_the_folder_names_decide_nothing():
 
 def test_no_output_and_a_damaged_commit_file_are_one_line_naming_the_path():
     assert str(missing_output("w", ("filter", "dedup", "extract"))).startswith(
-        "w: no committed filter or dedup or docs output"
+        "w: no committed filter or dedup or extract output"
     )
     with pytest.raises(InputError, match=r"^w/links/committed.json: unreadable commit file"):
         find_output("w", ("links",), reader({"w/links/committed.json": b"{"}))

@@ -7,10 +7,11 @@ last and atomically, names the generation that is current:
     DIR/<folder>/gen-2/...         the stage's files: part-*.parquet, stats.json, ledger/<stage>-*.parquet;
                                    for the release: manifest.json, {train,val}-NNNNNN.tar, tokenizer/, ...
 
-`<folder>` is the stage's name (the extract stage's folder was `docs/` before this layout). Readers follow the commit file
-only, so files of any other generation (the previous one until the publish removes it, or what a killed run
-left) are never read. `find_output` is how every reader finds a stage's output, given the work directory,
-the stage's folder or the output folder itself (a generation folder, or a release copied elsewhere).
+`<folder>` is the stage's name (the extract stage's was `docs/` before this layout). Readers follow the
+commit file only, so files of any other generation (the previous one until the publish removes it, or what
+a killed run left) are never read. `find_output` is how every reader finds a stage's output, given the work
+directory, the stage's folder or the output folder itself (a generation folder, or a release copied
+elsewhere).
 """
 
 from __future__ import annotations

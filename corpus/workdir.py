@@ -110,6 +110,14 @@ def find_output(path: str, stages: Sequence[str], read: Reader) -> Output | None
     return None
 
 
+def require_output(path: str, stages: Sequence[str], read: Reader) -> Output:
+    """As find_output, but one clear InputError naming `path` when it holds none of `stages`' outputs."""
+    output = find_output(path, stages, read)
+    if output is None:
+        raise missing_output(path, stages)
+    return output
+
+
 def _stats_stage(data: bytes) -> str | None:
     try:
         return json.loads(data).get("stage")

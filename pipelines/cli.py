@@ -169,11 +169,9 @@ def add_reddit_parser(sub) -> None:
     p.set_defaults(handler=run_reddit_command)
 
 
-def run_reddit_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+def run_reddit_command(args: argparse.Namespace, _beam_args: list[str]) -> int:
     from corpus.reddit_api import harvest, make_reddit, write_jsonl
 
-    if beam_args:
-        raise InputError(f"unknown arguments: {' '.join(beam_args)}")
     overrides = {"reddit_url": args.api_url, "oauth_url": args.api_url} if args.api_url else {}
     reddit = make_reddit(args.site, **overrides)
     records = harvest(reddit, args.subreddit, args.listing or ["new"], args.time_filter, args.limit)
@@ -277,7 +275,7 @@ def run_demo_command(args: argparse.Namespace, beam_args: list[str]) -> int:
     ]
     print(f"demo: build (links .. ngrams) -> verify -> overlap -> train -> eval -> finetune, on {sample}\n")
     for step in steps:
-        code = run_step(step, [] if step[0] in ("train", "eval", "finetune") else beam_args)
+        code = run_step(step, [] if step[0] in NO_BEAM_OPTIONS else beam_args)
         if code:
             return code
         print()
@@ -329,8 +327,10 @@ def configure_logging(verbose: bool) -> None:
 
 _BEAM_SUFFIX = re.compile(r" \[while running '[^']*'\]")
 _WRAPPED_INPUT_ERROR = re.compile(r"(?:DumpError|InputError|RedditCredentialsError): (.+)")
-# Verbs that run no Beam pipeline: every argument they do not know is an error.
-NO_BEAM_OPTIONS = {"reddit", "verify", "overlap", "train", "export", "eval", "finetune"}
+# Verbs that run no Beam pipeline: every argument they do not know is an error (refused here, once, before
+# any handler runs). The training verbs also end the process normally (see `run`).
+TRAINING_VERBS = {"train", "export", "eval", "finetune"}
+NO_BEAM_OPTIONS = {"reddit", "verify", "overlap", *TRAINING_VERBS}
 RESUME_HINTS = {
     "stage": "nothing was published; run the same command again",
     "build": "run the same command again: complete stages are kept, the interrupted one starts over",
@@ -395,7 +395,7 @@ def run() -> NoReturn:
     argv = sys.argv[1:]
     code = main(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
-    if verb in NO_BEAM_OPTIONS - {"verify", "overlap"}:
+    if verb in TRAINING_VERBS:
         sys.exit(code)
     gc.collect()
     sys.stdout.flush()

@@ -153,9 +153,7 @@ def named(text: str, flag: str, default_name: bool = False) -> tuple[str, str]:
     return name, path
 
 
-def run_overlap_command(args: argparse.Namespace, beam_args: list[str]) -> int:
-    if beam_args:
-        raise InputError(f"unknown arguments: {' '.join(beam_args)}")
+def run_overlap_command(args: argparse.Namespace, _beam_args: list[str]) -> int:
     if not (args.release or args.bloom or args.build_from):
         raise InputError("nothing to compare with: give --release, --bloom or --build-from")
     if not 0 <= args.dirty_threshold < 1:

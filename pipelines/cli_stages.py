@@ -362,15 +362,13 @@ def add_verify_parser(sub) -> None:
     p.set_defaults(handler=run_verify_command)
 
 
-def run_verify_command(args: argparse.Namespace, beam_args: list[str]) -> int:
+def run_verify_command(args: argparse.Namespace, _beam_args: list[str]) -> int:
     import json
     from pathlib import Path
 
     from corpus.shards import numbering_problems, verify_release
     from pipelines.outputs import stage_output
 
-    if beam_args:
-        raise InputError(f"unknown arguments: {' '.join(beam_args)}")
     directory = Path(stage_output(args.release, "release").path)
     try:
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))

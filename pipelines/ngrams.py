@@ -310,8 +310,8 @@ def run_ngrams(options: NgramsOptions, beam_args: list[str]) -> dict:
     others = [e for e in manifest.get("ngrams", []) if e["n"] != n]
     manifest["ngrams"] = sorted([*others, entry], key=lambda e: e["n"])
     write_manifest(release, manifest)
-    stale = [FileSystems.join(release, path) for path in replaced]
-    if stale := [path for path in stale if FileSystems.exists(path)]:  # a killed run may have removed some
+    # A killed run may have removed some of them already.
+    if stale := [p for p in (FileSystems.join(release, r) for r in replaced) if FileSystems.exists(p)]:
         FileSystems.delete(stale)
     return entry
 

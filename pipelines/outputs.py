@@ -34,9 +34,9 @@ from corpus.workdir import (
     Output,
     commit_bytes,
     find_output,
-    missing_output,
     next_generation,
     parse_commit,
+    require_output,
 )
 
 DEFAULT_INPUT_BYTES_PER_SHARD = 256 * 2**20
@@ -277,19 +277,21 @@ def read_bytes(path: str) -> bytes | None:
 
 def find_stage_output(path: str, *stages: str) -> Output | None:
     """The committed output of the first of `stages` that `path` holds, or None (corpus.workdir)."""
+    _check_filesystem(path)
+    return find_output(path, stages, read_bytes)
+
+
+def _check_filesystem(path: str) -> None:
     try:
         FileSystems.get_filesystem(path)
     except ValueError as err:  # a scheme whose filesystem is not installed (pip install apache-beam[gcp])
         raise InputError(f"{path}: {err}") from None
-    return find_output(path, stages, read_bytes)
 
 
 def stage_output(path: str, *stages: str) -> Output:
     """As find_stage_output, but one clear InputError naming `path` when there is none."""
-    output = find_stage_output(path, *stages)
-    if output is None:
-        raise missing_output(path, stages)
-    return output
+    _check_filesystem(path)
+    return require_output(path, stages, read_bytes)
 
 
 def run_stage(

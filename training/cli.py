@@ -8,15 +8,10 @@ import os
 import warnings
 from pathlib import Path
 
-from corpus.errors import EXIT_INTERRUPTED, InputError, interrupted, positive_int
+from corpus.errors import EXIT_INTERRUPTED, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
 
 log = logging.getLogger("webtext")
-
-
-def no_beam_options(command: str, extra: list[str]) -> None:
-    if extra:
-        raise InputError(f"{command} takes no Beam options: {' '.join(extra)}")
 
 
 def add_train_parser(sub) -> None:
@@ -75,10 +70,9 @@ def add_train_parser(sub) -> None:
     p.set_defaults(handler=run_train_command)
 
 
-def run_train_command(args: argparse.Namespace, extra: list[str]) -> int:
+def run_train_command(args: argparse.Namespace, _extra: list[str]) -> int:
     from training.trainer import TrainConfig, train
 
-    no_beam_options("train", extra)
     # torchdata calls a torch API that torch deprecated; nothing for our users to act on.
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
     fields = set(TrainConfig.__dataclass_fields__)
@@ -135,11 +129,10 @@ def add_export_parser(sub) -> None:
     p.set_defaults(handler=run_export_command)
 
 
-def run_export_command(args: argparse.Namespace, extra: list[str]) -> int:
+def run_export_command(args: argparse.Namespace, _extra: list[str]) -> int:
     from training.checkpoint import load_model, resolve_checkpoint
     from training.hf_format import MODEL_TYPES, export_hf
 
-    no_beam_options("export", extra)
     checkpoint = resolve_checkpoint(args.checkpoint)
     model = load_model(str(checkpoint))
     tokenizer_json = checkpoint.parent.parent / "tokenizer.json"

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from corpus.errors import InputError, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
-from training.cli import no_beam_options
 from training.config import KINDS
 
 if TYPE_CHECKING:
@@ -89,8 +88,7 @@ def add_eval_parser(sub) -> None:
     p.set_defaults(handler=run_eval_command)
 
 
-def run_eval_command(args: argparse.Namespace, extra: list[str]) -> int:
-    no_beam_options("eval", extra)
+def run_eval_command(args: argparse.Namespace, _extra: list[str]) -> int:
     try:
         return run_eval(args)
     except KeyboardInterrupt:

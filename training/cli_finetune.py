@@ -196,9 +196,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
     return results
 
 
-def run_finetune_command(args: argparse.Namespace, extra: list[str]) -> int:
-    if extra:
-        raise InputError(f"finetune takes no Beam options: {' '.join(extra)}")
+def run_finetune_command(args: argparse.Namespace, _extra: list[str]) -> int:
     try:
         r = run_finetune(args)
     except KeyboardInterrupt:

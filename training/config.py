@@ -63,7 +63,6 @@ def preset(name: str, **overrides) -> GPTConfig:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-
 @dataclass
 class TrainConfig:
     data: str

@@ -15,7 +15,7 @@ import numpy as np
 
 from corpus.errors import InputError
 from corpus.shards import SHARD_RE, load_tokens, token_members
-from corpus.workdir import find_output, missing_output, read_url
+from corpus.workdir import read_url, require_output
 
 
 class ShardError(InputError):
@@ -44,10 +44,7 @@ def open_release(path_or_url: str) -> Release:
     """The release `path_or_url` holds (a work directory, its release/ folder or a release directory: the
     committed one, corpus/workdir.py), its manifest.json read and checked; any problem is one InputError
     naming the path or the manifest."""
-    found = find_output(str(path_or_url), ("release",), read_url)
-    if found is None:
-        raise missing_output(str(path_or_url), ("release",))
-    root = found.path
+    root = require_output(str(path_or_url), ("release",), read_url).path
     url = f"{root}/manifest.json"
     try:
         with fsspec.open(url, "rb") as f:

@@ -8,7 +8,6 @@ submission; the karma rule runs on the aggregate of all submissions of one canon
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from corpus.hashing import file_sha256
 from corpus.submissions import Submission
 from corpus.urls import (
     InvalidURL,
@@ -67,11 +67,6 @@ def list_name(path: str) -> str:
     return path
 
 
-def file_sha256(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
-
-
 def parse_date(text: str) -> int:
     """`YYYY-MM-DD` or an ISO datetime (UTC unless it says otherwise) to epoch seconds."""
     try:
@@ -101,7 +96,7 @@ class LinkConfig:
     def describe(self) -> dict:
         """The config as it goes into stats.json and the release manifest (lists identified by hash)."""
         lists = {
-            name: {"path": list_name(path), "sha256": file_sha256(path)}
+            name: {"path": list_name(path), "sha256": file_sha256(path).sha256}
             for name, path in (
                 ("domain_blocklist", self.domain_blocklist),
                 ("extension_blocklist", self.extension_blocklist),

@@ -24,11 +24,14 @@ from typing import IO, Any
 
 import numpy as np
 
+# SHARD_RE and file_sha256 stay importable from here: their callers predate corpus.manifest/hashing.
+from corpus.hashing import file_sha256
+from corpus.manifest import PLAIN_NAME_RE, SHARD_RE, Manifest
+
 TAR_FORMAT = tarfile.GNU_FORMAT
 MEMBER_SUFFIXES = ("txt", "json", "tokens.npy")
 KEY_RE = re.compile(r"^[0-9A-Za-z_-]+$")
 MEMBER_RE = re.compile(r"^([0-9A-Za-z_-]+)\.(txt|json|tokens\.npy)$")
-SHARD_RE = re.compile(r"^[a-z]+-\d{6}\.tar$")
 TOKEN_DTYPES = (np.dtype("<u2"), np.dtype("<u4"))
 MAX_PROBLEMS_PER_SHARD = 20
 # A member's data is read whole into memory, so its header's size is checked before any of it is read.
@@ -52,11 +55,11 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
 
 
-def numbering_problems(manifest: dict) -> list[str]:
+def numbering_problems(manifest: dict | Manifest) -> list[str]:
     """Each split's shards must be numbered 000000, 000001, ... in order with no gap (an empty shard is not
     numbered), so the brace pattern ``{split}-{000000..N-1}.tar`` from the manifest's count names them all."""
     problems = []
-    for split, entries in sorted(manifest["splits"].items()):
+    for split, entries in sorted(_raw(manifest)["splits"].items()):
         names = [entry["path"] for entry in entries]
         if names != [f"{split}-{index:06d}.tar" for index in range(len(names))]:
             problems.append(f"manifest: split {split!r} is not numbered {split}-000000.tar on without gaps")
@@ -217,16 +220,6 @@ def _sample(path: str, key: str, parts: dict[str, bytes]) -> Sample:
     )
 
 
-def file_sha256(path: str) -> tuple[str, int]:
-    """(sha256 hex, size in bytes) of a file, read in chunks."""
-    sha, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size
-
-
 def member_problem(member: tarfile.TarInfo, available: int) -> str | None:
     """Why a tar member must not be read, from its header alone: unsafe, outside the schema, or declaring
     more data than MAX_MEMBER_BYTES or than the `available` bytes left in the file; None when fine."""
@@ -318,8 +311,17 @@ def _verify_shard(directory: str, entry: Any) -> list[str]:
     return out
 
 
-def verify_release(directory: str, manifest: dict) -> list[str]:
-    """Check a release directory against its manifest: one line per problem, [] when fine. Never raises."""
+def _raw(manifest: dict | Manifest) -> dict:
+    """The JSON object: verify takes a parsed Manifest or a raw dict, which may be malformed on purpose."""
+    return manifest.data if isinstance(manifest, Manifest) else manifest
+
+
+def verify_release(directory: str, manifest: dict | Manifest) -> list[str]:
+    """Check a release directory against its manifest: one line per problem, [] when fine. Never raises.
+
+    A raw dict is checked entry by entry rather than refused whole (as parse_manifest would), so one bad entry
+    does not hide the state of every other shard."""
+    manifest = _raw(manifest)
     splits = manifest.get("splits") if isinstance(manifest, dict) else None
     if not isinstance(splits, dict):
         return ["manifest: no 'splits' mapping"]
@@ -351,13 +353,19 @@ def verify_release(directory: str, manifest: dict) -> list[str]:
     return problems
 
 
-def _verify_files(directory: str, entries: list) -> list[str]:
+def _verify_files(directory: str, entries: object) -> list[str]:
     """Other files the manifest lists with a sha256 (the n-gram Bloom filters): present and unaltered."""
+    if not isinstance(entries, list):
+        return ["manifest: 'ngrams' is not a list of filters"]
     problems = []
     for entry in entries:
-        path = os.path.join(directory, entry.get("path", ""))
+        name = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not PLAIN_NAME_RE.match(name):
+            problems.append(f"manifest: bad ngrams entry {entry!r}")
+            continue
+        path = os.path.join(directory, name)
         if not os.path.isfile(path):
-            problems.append(f"{entry.get('path')}: listed in the manifest but missing")
+            problems.append(f"{name}: listed in the manifest but missing")
         elif file_sha256(path) != (entry.get("sha256"), entry.get("bytes")):
-            problems.append(f"{entry['path']}: sha256 or size differs from the manifest")
+            problems.append(f"{name}: sha256 or size differs from the manifest")
     return problems

@@ -6,15 +6,15 @@ before any of it is used.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import fsspec
 import numpy as np
 
 from corpus.errors import InputError
-from corpus.shards import SHARD_RE, load_tokens, token_members
+from corpus.manifest import Manifest, parse_manifest
+from corpus.shards import load_tokens, token_members
 from corpus.workdir import read_url, require_output
 
 
@@ -24,20 +24,32 @@ class ShardError(InputError):
 
 @dataclass(frozen=True)
 class Release:
-    """A release directory (local path or fsspec URL) and its manifest.json."""
+    """A release directory (local path or fsspec URL) and its checked manifest.json (corpus/manifest.py)."""
 
     root: str
-    manifest: dict
-    eot_id: int
-    vocab_size: int
+    typed: Manifest
+
+    @property
+    def manifest(self) -> dict:
+        """manifest.json as read (kept for callers that index the JSON; new code reads `typed`)."""
+        return self.typed.data
+
+    @property
+    def eot_id(self) -> int:
+        return self.typed.tokenizer.eot_id
+
+    @property
+    def vocab_size(self) -> int:
+        return self.typed.tokenizer.vocab_size
 
     def shards(self, split: str) -> list[dict]:
-        """The manifest's shard entries of `split` with their full `url` added ([] for an absent split)."""
-        return [{**e, "url": f"{self.root}/{e['path']}"} for e in self.manifest["splits"].get(split, [])]
+        """The shard entries of `split` as dicts with their full `url` added ([] for an absent split); the
+        loader passes these to DataLoader workers and into read_shard_bytes."""
+        return [{**asdict(e), "url": f"{self.root}/{e.path}"} for e in self.typed.shards(split)]
 
     def tokenizer_path(self) -> str:
         """Path or URL of the release's tokenizer.json."""
-        return f"{self.root}/{self.manifest['tokenizer']['path']}"
+        return f"{self.root}/{self.typed.tokenizer.path}"
 
 
 def open_release(path_or_url: str) -> Release:
@@ -46,43 +58,10 @@ def open_release(path_or_url: str) -> Release:
     naming the path or the manifest."""
     root = require_output(str(path_or_url), ("release",), read_url).path
     url = f"{root}/manifest.json"
-    try:
-        with fsspec.open(url, "rb") as f:
-            manifest = json.loads(f.read())
-    except FileNotFoundError:
-        raise InputError(f"{url}: missing (is {root} a release directory?)") from None
-    except ValueError as e:  # bad JSON, or a URL scheme fsspec does not know
-        raise InputError(f"{url}: cannot read the manifest ({e})") from None
-    except OSError as e:
-        raise InputError(f"{url}: cannot read ({e})") from None
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise InputError(f"{url}: {problem}")
-    tokenizer = manifest["tokenizer"]
-    return Release(root, manifest, tokenizer["eot_id"], tokenizer["vocab_size"])
-
-
-def _manifest_problem(manifest: object) -> str | None:
-    if not isinstance(manifest, dict):
-        return "not a JSON object"
-    tokenizer = manifest.get("tokenizer")
-    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("path"), str):
-        return "no 'tokenizer' entry with a 'path'"
-    vocab, eot = tokenizer.get("vocab_size"), tokenizer.get("eot_id")
-    if not (isinstance(vocab, int) and isinstance(eot, int) and 0 <= eot < vocab):
-        return (
-            f"tokenizer vocab_size {vocab!r} / eot_id {eot!r} are not integers with 0 <= eot_id < vocab_size"
-        )
-    splits = manifest.get("splits")
-    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
-        return "no 'splits' mapping of split name to a list of shards"
-    for split, entries in splits.items():
-        for e in entries:
-            if not (isinstance(e, dict) and isinstance(e.get("path"), str) and SHARD_RE.match(e["path"])):
-                return f"split {split!r}: bad shard entry {e!r} (path must be like {split}-000000.tar)"
-            if not all(isinstance(e.get(k), int) and e[k] >= 0 for k in ("docs", "tokens")):
-                return f"split {split!r}: shard {e['path']} has no integer 'docs' and 'tokens' counts"
-    return None
+    data = read_url(url)  # InputError naming the URL when it cannot be read
+    if data is None:
+        raise InputError(f"{url}: missing (is {root} a release directory?)")
+    return Release(root, parse_manifest(data, url))
 
 
 def steps_per_epoch(

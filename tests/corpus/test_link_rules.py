@@ -130,3 +130,13 @@ def test_lists_are_data_files(tmp_path: Path):
     assert not isinstance(rules.apply(sub("https://i.imgur.com/abc")), Dropped)
     with pytest.raises(ValueError, match="karma rule"):
         LinkConfig(karma_rule="median")
+
+
+def test_lists_are_identified_by_the_sha256_of_their_bytes() -> None:
+    import hashlib
+
+    lists = LinkConfig().describe()
+    blocked = lists["domain_blocklist"]
+    assert blocked["path"] == "corpus/data/blocked_domains.txt"
+    with open(LinkConfig().domain_blocklist, "rb") as handle:
+        assert blocked["sha256"] == hashlib.sha256(handle.read()).hexdigest()

@@ -255,3 +255,55 @@ def test_verify_garbage_file_does_not_raise(tmp_path) -> None:
     entry = {"path": "train-000000.tar", "sha256": "0" * 64, "bytes": 800, "docs": 0, "tokens": 0}
     problems = verify_release(str(d), {"splits": {"train": [entry]}})
     _one(problems, "train-000000.tar")
+
+
+def test_verify_and_numbering_take_a_parsed_manifest_as_well_as_the_dict(tmp_path) -> None:
+    from corpus.manifest import manifest_bytes, parse_manifest
+    from corpus.shards import numbering_problems
+
+    d, manifest = _release(tmp_path)
+    manifest["tokenizer"] = {
+        "path": "tokenizer/tokenizer.json",
+        "sha256": "1" * 64,
+        "vocab_size": 9,
+        "eot_id": 8,
+    }
+    parsed = parse_manifest(manifest_bytes(manifest), f"{d}/manifest.json")
+    assert verify_release(d, parsed) == verify_release(d, manifest) == []
+    assert numbering_problems(parsed) == numbering_problems(manifest) == []
+    os.rename(os.path.join(d, "train-000001.tar"), os.path.join(d, "train-000002.tar"))
+    manifest["splits"]["train"][1]["path"] = "train-000002.tar"
+    parsed = parse_manifest(manifest_bytes(manifest), f"{d}/manifest.json")
+    assert verify_release(d, parsed) == []
+    assert numbering_problems(parsed) == [
+        "manifest: split 'train' is not numbered train-000000.tar on without gaps"
+    ]
+
+
+def test_file_sha256_is_one_function_giving_hex_and_size(tmp_path) -> None:
+    import hashlib
+
+    import corpus.hashing
+    import corpus.link_rules
+    import corpus.shards
+
+    path = tmp_path / "blob"
+    data = bytes(range(256)) * 5000  # over one read block
+    path.write_bytes(data)
+    digest = corpus.hashing.file_sha256(str(path))
+    assert digest == (hashlib.sha256(data).hexdigest(), len(data))
+    assert (digest.sha256, digest.size) == digest
+    assert corpus.shards.file_sha256 is corpus.link_rules.file_sha256 is corpus.hashing.file_sha256
+
+
+def test_verify_reports_a_bad_ngrams_entry_without_raising(tmp_path) -> None:
+    d, manifest = _release(tmp_path)
+    manifest["ngrams"] = [{"path": "../../etc/passwd", "sha256": "0" * 64, "bytes": 1}, 7]
+    problems = verify_release(d, manifest)
+    assert problems == [
+        "manifest: bad ngrams entry {'path': '../../etc/passwd', 'sha256': '" + "0" * 64 + "', 'bytes': 1}",
+        "manifest: bad ngrams entry 7",
+    ]
+    assert verify_release(d, {**manifest, "ngrams": {"path": "x"}}) == [
+        "manifest: 'ngrams' is not a list of filters"
+    ]

@@ -1,4 +1,4 @@
-"""`webtext train | export`: the training commands (registered by pipelines/cli.py; no Beam here)."""
+"""`webtext train | export`: the training commands (registered by webtext/cli.py; no Beam here)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import warnings
 from pathlib import Path
 
-from corpus.errors import EXIT_INTERRUPTED, interrupted, positive_int
+from corpus.command_line import EXIT_INTERRUPTED, interrupted, positive_int
 from corpus.tokenizer import Tokenizer
 
 log = logging.getLogger("webtext")

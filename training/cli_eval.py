@@ -1,7 +1,7 @@
 """`webtext eval`: GPT-2's zero-shot suite on one of our checkpoints or any Hugging Face GPT-2 directory.
 
 Writes the metrics as JSON and a Markdown table laid out like the GPT-2 paper's Table 3, with the paper's
-numbers for the model size nearest ours beside them (registered by pipelines/cli.py; no Beam here).
+numbers for the model size nearest ours beside them (registered by webtext/cli.py; no Beam here).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corpus.errors import InputError, interrupted, positive_int
+from corpus.command_line import interrupted, positive_int
+from corpus.errors import InputError
 from corpus.tokenizer import Tokenizer
 from training.config import KINDS
 

@@ -9,14 +9,13 @@ and writes OUT/results.json: test accuracy beside the majority-class baseline (a
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from corpus.errors import InputError, interrupted, positive_int
+from corpus.command_line import interrupted, positive_int
 
-log = logging.getLogger("webtext")
+if TYPE_CHECKING:
+    from training.config import FinetuneConfig
 
 
 def add_finetune_parser(sub) -> None:
@@ -59,141 +58,40 @@ def add_finetune_parser(sub) -> None:
     p.add_argument("--warmup-fraction", type=float, default=d.warmup_fraction, help="of all steps")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 disables")
-    p.add_argument("--clf-dropout", type=float, default=0.1, help="dropout before the linear head")
-    p.add_argument("--dropout", type=float, default=0.1, help="the Transformer's residual/attention dropout")
+    p.add_argument("--clf-dropout", type=float, default=d.clf_dropout, help="dropout before the linear head")
+    p.add_argument(
+        "--dropout", type=float, default=d.dropout, help="the Transformer's residual/attention dropout"
+    )
     p.add_argument("--max-len", type=positive_int, help="tokens per sequence (default: the model's context)")
     p.add_argument(
         "--dev-train-fraction",
         type=float,
-        default=0.5,
-        help="without --train: the share of dev rows used for training (default 0.5)",
+        default=d.dev_train_fraction,
+        help=f"without --train: the share of dev rows used for training (default {d.dev_train_fraction})",
     )
     p.add_argument(
         "--max-examples", type=positive_int, help="use at most N training and N test examples (file order)"
     )
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+    p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu or cuda")
     p.add_argument("--save", action="store_true", help="also write the weights to DIR/model.safetensors")
     p.set_defaults(handler=run_finetune_command)
 
 
+def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
+    """The FinetuneConfig the flags give: every flag whose name is one of its fields (the rest keep their
+    defaults)."""
+    from training.config import FinetuneConfig
+
+    fields = set(FinetuneConfig.__dataclass_fields__)
+    return FinetuneConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
 def run_finetune(args: argparse.Namespace) -> dict:
     """Fine-tune and evaluate as the flags say; returns the results (also written to OUT/results.json)."""
-    import torch
+    from training.finetune import run_finetune_task
 
-    from training.checkpoint import load_model, load_tokenizer
-    from training.config import FinetuneConfig
-    from training.distributed import resolve_device
-    from training.finetune import (
-        FinetuneGPT,
-        accuracy,
-        finetune,
-        majority_baseline,
-        predict,
-        save_finetuned,
-    )
-    from training.finetune_tasks import (
-        SpecialTokens,
-        encode_examples,
-        hash_split,
-        label_ids,
-        label_names,
-        read_examples,
-    )
-
-    dev = read_examples(args.dev, args.task)
-    if args.train:
-        train, test = read_examples(args.train, args.task), dev
-        split = f"train file {args.train}, test file {args.dev}"
-    else:
-        train, test = hash_split(dev, args.dev_train_fraction)
-        split = (
-            f"hash split of {args.dev}: SHA-256 of each row's text, train fraction {args.dev_train_fraction}"
-        )
-        if not train or not test:
-            raise InputError(f"{args.dev}: the hash split left an empty train or test portion")
-    if args.max_examples:
-        train, test = train[: args.max_examples], test[: args.max_examples]
-    labels = label_names(train + test, args.task)
-    train_y = label_ids(train, labels, args.train or args.dev)
-    test_y = label_ids(test, labels, args.dev)
-
-    tokenizer = load_tokenizer(args.checkpoint, args.tokenizer)
-    pretrained = load_model(args.checkpoint)
-    vocab = pretrained.config.vocab_size
-    if tokenizer.vocab_size > vocab:
-        raise InputError(
-            f"{args.checkpoint}: the model's vocabulary ({vocab}) is smaller than the tokenizer's "
-            f"({tokenizer.vocab_size}); is it the right tokenizer?"
-        )
-    max_len = min(args.max_len or pretrained.config.block_size, pretrained.config.block_size)
-    special = SpecialTokens.after_vocab(vocab)
-    try:
-        train_x = encode_examples(train, args.task, tokenizer, special, max_len)
-        test_x = encode_examples(test, args.task, tokenizer, special, max_len)
-    except ValueError as e:
-        raise InputError(f"--max-len {max_len}: {e}") from None
-
-    torch.manual_seed(args.seed)  # the new embedding rows and the head
-    num_classes = len(labels)
-    model = FinetuneGPT.from_pretrained(pretrained, args.task, num_classes, args.dropout, args.clf_dropout)
-    device = resolve_device(args.device)
-    model.to(device)
-    config = FinetuneConfig(
-        lambda_lm=args.lambda_lm,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        warmup_fraction=args.warmup_fraction,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        max_steps=args.max_steps,
-        seed=args.seed,
-    )
-    log.info(
-        "finetune: %s, %d train / %d test examples, lambda %g, on %s",
-        args.task, len(train), len(test), args.lambda_lm, device,
-    )  # fmt: skip
-    history = finetune(model, train_x, train_y, config)
-    test_accuracy = accuracy(predict(model, test_x, args.batch_size), test_y)
-    majority, baseline = majority_baseline(train_y, test_y)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "task": args.task,
-        "checkpoint": args.checkpoint,
-        "split": split,
-        "train_examples": len(train),
-        "test_examples": len(test),
-        "labels": labels,
-        "accuracy": test_accuracy,
-        "majority_baseline": baseline,
-        "majority_label": labels[majority],
-        "lambda": args.lambda_lm,
-        "steps": len(history),
-        "final_loss": history[-1],
-        "max_len": max_len,
-        "hyperparameters": {
-            "lr": args.lr,
-            "batch_size": args.batch_size,
-            "epochs": args.epochs,
-            "max_steps": args.max_steps,
-            "warmup_fraction": args.warmup_fraction,
-            "weight_decay": args.weight_decay,
-            "grad_clip": args.grad_clip,
-            "clf_dropout": args.clf_dropout,
-            "dropout": args.dropout,
-            "max_examples": args.max_examples,
-            "seed": args.seed,
-        },
-    }
-    if args.save:
-        save_finetuned(model, str(out / "model.safetensors"), labels)
-    tmp = out / f".results.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "results.json")
-    return results
+    return run_finetune_task(finetune_config(args))
 
 
 def run_finetune_command(args: argparse.Namespace, _extra: list[str]) -> int:

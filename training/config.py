@@ -1,11 +1,14 @@
-"""The configurations of a model and of a training run, as dataclasses: plain Python, no torch, so that
-`webtext train --help` and config files are handled without importing the framework."""
+"""The configurations of a model, a training run, its data loader and a fine-tuning run, as dataclasses:
+plain Python, no torch, so that `webtext train --help` and config files are handled without importing the
+framework."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from corpus.errors import InputError
 
 VARIANTS = ("gpt1", "gpt2")
 
@@ -97,8 +100,51 @@ class TrainConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. n_layer
 
 
+DEFAULT_SHUFFLE_BUFFER = 1000
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """One rank's data loader (training/data.py build_loader; the release is its other argument)."""
+
+    split: str
+    seq_len: int  # tokens per sequence: batches are x, y of [micro_batch, seq_len]
+    micro_batch: int  # sequences per batch
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0  # shard order and shuffle blocks; the DataLoader's worker seeds
+    num_workers: int = 0  # DataLoader worker processes per rank (0: read in the calling process)
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER  # documents per shuffle block; 1 turns shuffling off
+    skip_corrupt: bool = False  # skip (and count) damaged shards instead of failing
+    pin_memory: bool = False  # pinned batches (a no-op without a GPU)
+
+    def __post_init__(self) -> None:
+        if (
+            min(self.seq_len, self.micro_batch, self.world_size, self.shuffle_buffer) < 1
+            or self.num_workers < 0
+            or not 0 <= self.rank < self.world_size
+        ):
+            raise InputError(
+                f"loader: need seq_len, micro_batch, world_size, shuffle_buffer >= 1, num_workers >= 0 and "
+                f"0 <= rank < world_size (got {self.seq_len}, {self.micro_batch}, {self.world_size}, "
+                f"{self.shuffle_buffer}, {self.num_workers}, rank {self.rank})"
+            )
+
+
 @dataclass
 class FinetuneConfig:
+    """`webtext finetune` (training/finetune.py run_finetune_task): the model, the task's files and the
+    hyperparameters, the GPT-1 paper's by default. The training loop (finetune) reads only the optimisation
+    fields, so a config of hyperparameters alone serves it."""
+
+    checkpoint: str = ""  # a checkpoint, a run directory or a Hugging Face directory
+    task: str = ""  # the input transformation and file format (training/finetune_tasks.py KINDS)
+    dev: str = ""  # labelled evaluation file
+    out: str = ""  # writes OUT/results.json (and OUT/model.safetensors with save)
+    train: str | None = None  # labelled training file; default: a hash split of the dev file
+    tokenizer: str | None = None  # default: the one beside the checkpoint
+    device: str = "auto"
+    save: bool = False  # also write the fine-tuned weights
     lambda_lm: float = 0.5  # weight of the auxiliary language-modelling loss L1
     lr: float = 6.25e-5
     batch_size: int = 32  # examples per step (each is 1, 2 or k sequences)
@@ -110,6 +156,11 @@ class FinetuneConfig:
     max_steps: int | None = None  # default: epochs over the training examples
     seed: int = 0
     log_every: int = 10
+    clf_dropout: float = 0.1  # dropout before the linear head
+    dropout: float = 0.1  # the Transformer's residual/attention dropout
+    max_len: int | None = None  # tokens per sequence; default (and at most): the model's context
+    dev_train_fraction: float = 0.5  # without train: the share of dev rows used for training
+    max_examples: int | None = None  # at most this many training and test examples (file order)
 
 
 # The zero-shot task kinds `webtext eval --task NAME[:KIND]=PATH` accepts (training/eval_tasks.py).

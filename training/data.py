@@ -21,13 +21,14 @@ Resume. A reader reads a range of blocks of one part: the part of reader `part` 
 block `block` to block `end` (a normal reader: its own whole part). Its state is a handful of integers: that
 range, where the current block starts (shard, sample), the document inside the block and how many of its
 tokens (EOT included) are already in batches; then the ranges still `pending` (only after an elastic resume)
-and the epoch it starts next as itself. The packing remainder is always the tail of that document, so it is
-rebuilt, not stored, and the shuffle buffer is stored as a reference (its start), not as tokens. Restoring
-re-reads the shard (whole, to check its sha256), decodes nothing of its first `sample` samples and
-re-reads one block (at most `shuffle_buffer` documents); no batch is replayed. torchdata's
-StatefulDataLoader saves one such state per worker (and per rank through the trainer's checkpoint); the
-state is ints and lists of ints, loadable with `torch.load(weights_only=True)`. With the same readers (world
-size and num_workers) a resume is exact: the same batches as an uninterrupted run.
+and the epoch it starts next as itself (in code a ReaderState holding BlockRanges, training/loader_state.py).
+The packing remainder is always the tail of that document, so it is rebuilt, not stored, and the shuffle
+buffer is stored as a reference (its start), not as tokens. Restoring re-reads the shard (whole, to check its
+sha256), decodes nothing of its first `sample` samples and re-reads one block (at most `shuffle_buffer`
+documents); no batch is replayed. torchdata's StatefulDataLoader saves one such state per worker (and per
+rank through the trainer's checkpoint); the state is ints and lists of ints, loadable with
+`torch.load(weights_only=True)`. With the same readers (world size and num_workers) a resume is exact: the
+same batches as an uninterrupted run.
 
 Elastic resume (another world size or num_workers): training/elastic.py re-deals what every reader had left
 of its epoch to the new readers; a block is read by whoever holds it, with the same permutation key.
@@ -49,7 +50,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import replace
 from itertools import count, islice
 from pathlib import Path
 from typing import Any
@@ -60,14 +62,17 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from corpus.errors import InputError
+from training.config import DEFAULT_SHUFFLE_BUFFER, LoaderConfig
+from training.loader_state import RANGE_KEYS, STATE_KEYS, BlockRange, ReaderState
 from training.release import Release, ShardError, read_shard_tokens
 
-log = logging.getLogger(__name__)
+# The loader's config and state types are defined torch-free elsewhere and offered here too.
+__all__ = ["DEFAULT_SHUFFLE_BUFFER", "RANGE_KEYS", "STATE_KEYS", "TRACE_ENV", "BlockRange", "LoaderConfig",
+           "PackedDataset", "Packer", "ReaderState", "ReaderStream", "ReleaseLoader", "build_loader",
+           "reader_documents", "reader_states"]  # fmt: skip
 
-DEFAULT_SHUFFLE_BUFFER = 1000
-RANGE_KEYS = ("epoch", "part", "parts", "shard", "sample", "block", "end", "doc", "token")
-STATE_KEYS = ("reader", "num_readers", "seed", "shuffle_buffer", *RANGE_KEYS,
-              "skipped_shards", "next_epoch", "pending")  # fmt: skip
+log = logging.getLogger(__name__)
+Span = tuple[int, str, int, int]  # (epoch, document key, start, end): a piece of a document in a batch
 TRACE_ENV = "WEBTEXT_TRACE_DOCUMENTS"
 
 
@@ -194,63 +199,58 @@ class PackedDataset(IterableDataset):
     """One rank's infinite stream of packed batches, each [micro_batch, seq_len + 1] token ids in the token
     dtype (ReleaseLoader makes (x, y) of them); each DataLoader worker is its own reader.
 
-    state_dict()/load_state_dict() give and take the reader's position (see the module docstring);
-    torchdata's StatefulDataLoader calls them in each worker. When tracing, it yields (rows, spans) instead,
-    spans being the (epoch, key, start, end) document pieces of the rows.
+    state_dict()/load_state_dict() give and take the reader's position (see the module docstring and
+    training/loader_state.py); torchdata's StatefulDataLoader calls them in each worker. When tracing, it
+    yields (rows, spans) instead, spans being the (epoch, key, start, end) document pieces of the rows.
     """
 
-    def __init__(
-        self,
-        release: Release,
-        split: str,
-        seq_len: int,
-        micro_batch: int,
-        rank: int,
-        world_size: int,
-        seed: int,
-        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-        skip_corrupt: bool = False,
-    ) -> None:
+    def __init__(self, release: Release, config: LoaderConfig) -> None:
         super().__init__()
-        self.release, self.split, self.seq_len, self.micro_batch = release, split, seq_len, micro_batch
-        self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.shuffle_buffer, self.skip_corrupt = shuffle_buffer, skip_corrupt
+        self.release, self.config = release, config
         self.trace = os.environ.get(TRACE_ENV) or None
-        self._state: dict[str, Any] = {}
+        self._state: ReaderState | None = None  # the position after the last batch handed over
+        self._loaded: dict[str, Any] = {}  # the state to resume from, as load_state_dict() got it
         self._resume = False
 
     def state_dict(self) -> dict[str, Any]:
-        return dict(self._state)
+        return self._state.as_dict() if self._state else dict(self._loaded)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._state, self._resume = dict(state), bool(state)
+        self._state, self._loaded, self._resume = None, dict(state), bool(state)
 
     def stream(self, part: int, parts: int) -> ReaderStream:
         """The documents of part `part` of `parts` (reader `part`'s, when `parts` readers began the epoch)."""
-        return ReaderStream(
-            self.release, self.split, self.seed, part, parts, self.shuffle_buffer, self.skip_corrupt
-        )
+        c = self.config
+        return ReaderStream(self.release, c.split, c.seed, part, parts, c.shuffle_buffer, c.skip_corrupt)
 
-    def whole_part(self, epoch: int, part: int, parts: int) -> list[int]:
-        """The range (RANGE_KEYS values) of every block of part `part` of `parts` in `epoch`."""
-        return [epoch, part, parts, 0, 0, 0, self.stream(part, parts).num_blocks(epoch), 0, 0]
+    def whole_part(self, epoch: int, part: int, parts: int) -> BlockRange:
+        """The range of every block of part `part` of `parts` in `epoch`."""
+        end = self.stream(part, parts).num_blocks(epoch)
+        return BlockRange(epoch=epoch, part=part, parts=parts, shard=0, sample=0, block=0, end=end)
 
     def identity(self, reader: int, num_readers: int) -> dict[str, int]:
         """What a state must match to be reader `reader` of `num_readers` of this loader."""
         return dict(
-            reader=reader, num_readers=num_readers, seed=self.seed, shuffle_buffer=self.shuffle_buffer
+            reader=reader,
+            num_readers=num_readers,
+            seed=self.config.seed,
+            shuffle_buffer=self.config.shuffle_buffer,
         )
 
     def reader_state(
-        self, reader: int, num_readers: int, current: list[int], pending: list[list[int]], next_epoch: int
-    ) -> dict[str, Any]:
+        self,
+        reader: int,
+        num_readers: int,
+        current: BlockRange,
+        pending: Sequence[BlockRange],
+        next_epoch: int,
+    ) -> ReaderState:
         """Reader `reader` of `num_readers` reading range `current`, then the `pending` ranges, then its own
         part of each epoch from `next_epoch` on."""
-        current_range = dict(zip(RANGE_KEYS, current, strict=True))
-        more = {"skipped_shards": 0, "next_epoch": next_epoch, "pending": pending}
-        return self.identity(reader, num_readers) | current_range | more
+        c = self.config
+        return ReaderState(reader, num_readers, c.seed, c.shuffle_buffer, current, next_epoch, tuple(pending))
 
-    def fresh_state(self, reader: int, num_readers: int, epoch: int) -> dict[str, Any]:
+    def fresh_state(self, reader: int, num_readers: int, epoch: int) -> ReaderState:
         """Reader `reader` of `num_readers` at the start of its part of `epoch`."""
         return self.reader_state(
             reader, num_readers, self.whole_part(epoch, reader, num_readers), [], epoch + 1
@@ -259,14 +259,14 @@ class PackedDataset(IterableDataset):
     def _reader(self) -> tuple[int, int]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        return self.rank * workers + worker, self.world_size * workers
+        return self.config.rank * workers + worker, self.config.world_size * workers
 
-    def _start(self, reader: int, num_readers: int) -> dict[str, Any]:
+    def _start(self, reader: int, num_readers: int) -> ReaderState:
         """The state to start from: the loaded one (checked to belong to this reader) or the beginning."""
         if not self._resume:
             return self.fresh_state(reader, num_readers, 0)
         self._resume = False
-        saved = self._state
+        saved = self._loaded
         identity = self.identity(reader, num_readers)
         if {k: saved.get(k) for k in identity} != identity or not set(STATE_KEYS) <= saved.keys():
             raise InputError(
@@ -274,71 +274,91 @@ class PackedDataset(IterableDataset):
                 "world size, num_workers, seed and shuffle_buffer (training.elastic.load_run_state re-deals "
                 "a run's states to other readers)"
             )
-        return dict(saved)
+        return ReaderState.from_dict(saved)
 
-    def _next_range(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _next_range(self, state: ReaderState) -> ReaderState:
         """`state` moved on to its first pending range, or else to its own part of its next epoch."""
-        if pending := state["pending"]:
-            return state | dict(zip(RANGE_KEYS, pending[0], strict=True)) | {"pending": pending[1:]}
-        epoch = state["next_epoch"]
-        whole = self.whole_part(epoch, state["reader"], state["num_readers"])
-        return state | dict(zip(RANGE_KEYS, whole, strict=True)) | {"next_epoch": epoch + 1}
+        if state.pending:
+            return replace(state, current=state.pending[0], pending=state.pending[1:])
+        epoch = state.next_epoch
+        whole = self.whole_part(epoch, state.reader, state.num_readers)
+        return replace(state, current=whole, next_epoch=epoch + 1)
 
-    def __iter__(self) -> Iterator[np.ndarray | tuple[np.ndarray, list]]:
-        reader, num_readers = self._reader()
-        state = self._start(reader, num_readers)
-        need = self.micro_batch * (self.seq_len + 1)
-        eot = np.array(
-            [self.release.eot_id], dtype=np.uint16 if self.release.vocab_size <= 1 << 16 else np.uint32
-        )
-        pieces: list[np.ndarray] = []
-        spans: list[tuple[int, str, int, int]] = []  # only when tracing
-        have = 0
+    def __iter__(self) -> Iterator[np.ndarray | tuple[np.ndarray, list[Span]]]:
+        state = self._start(*self._reader())
+        dtype = np.uint16 if self.release.vocab_size <= 1 << 16 else np.uint32
+        eot = np.array([self.release.eot_id], dtype)
+        packer = Packer(self.config.micro_batch, self.config.seq_len, eot, trace=bool(self.trace))
         while True:
-            stream = self.stream(state["part"], state["parts"])
-            stream.skipped_shards = state["skipped_shards"]
-            epoch = state["epoch"]
-            start = (state["shard"], state["sample"], state["block"])
-            stop = stream.block_start(epoch, state["end"])
-            resume: tuple[int, int] | None = (state["doc"], state["token"])
-            for block, (shard, sample), docs in stream.blocks(epoch, *start, stop):
-                first, drop = resume or (0, 0)  # the state points into the first block read
-                if first >= len(docs):
-                    raise InputError(f"data loader state {state} does not match {self.release.root}")
-                resume = None
-                for doc in range(first, len(docs)):
-                    key, tokens = docs[doc]
-                    length = len(tokens) + 1
-                    skip = drop if doc == first else 0
-                    if skip < length:
-                        pieces += [tokens[skip:], eot]
-                        have += length - skip
-                        if self.trace:
-                            spans.append((epoch, key, skip, length))
-                    if have < need:
-                        continue
-                    flat = np.concatenate(pieces)
-                    batches = have // need
-                    for k in range(batches):
-                        rest = have - (k + 1) * need  # always a tail of this document
-                        self._state = state | {
-                            "shard": shard, "sample": sample, "block": block, "doc": doc,
-                            "token": length - rest, "skipped_shards": stream.skipped_shards,
-                        }  # fmt: skip
-                        rows = flat[k * need : (k + 1) * need].reshape(self.micro_batch, self.seq_len + 1)
-                        yield (rows, _take_spans(spans, need)) if self.trace else rows
-                    pieces = [flat[batches * need :]]
-                    have = len(pieces[0])
-            if resume is not None:  # the range gave no block at all
-                raise InputError(
-                    f"{self.release.root}: split {self.split!r} gives reader {state['part']} of "
-                    f"{state['parts']} no documents in epoch {epoch} (fewer documents than readers, or every "
-                    "shard skipped)"
-                )
-            state = self._next_range(state | {"skipped_shards": stream.skipped_shards})
+            state = yield from self._read_range(state, packer)
+            state = self._next_range(state)
+
+    def _read_range(
+        self, state: ReaderState, packer: Packer
+    ) -> Generator[np.ndarray | tuple[np.ndarray, list[Span]], None, ReaderState]:
+        """Pack the documents of `state`'s current range from its position on, yielding every batch that
+        fills up (and setting the position after it); returns the state at the range's end."""
+        r = state.current
+        stream = self.stream(r.part, r.parts)
+        stream.skipped_shards = state.skipped_shards
+        stop = stream.block_start(r.epoch, r.end)
+        resume: tuple[int, int] | None = (r.doc, r.token)
+        for block, (shard, sample), docs in stream.blocks(r.epoch, r.shard, r.sample, r.block, stop):
+            first, drop = resume or (0, 0)  # the state points into the first block read
+            if first >= len(docs):
+                raise InputError(f"data loader state {state.as_dict()} does not match {self.release.root}")
+            resume = None
+            for doc in range(first, len(docs)):
+                key, tokens = docs[doc]
+                packer.add(r.epoch, key, tokens, drop if doc == first else 0)
+                for rows, rest in packer.batches():
+                    token = len(tokens) + 1 - rest
+                    at = r._replace(shard=shard, sample=sample, block=block, doc=doc, token=token)
+                    self._state = replace(state, current=at, skipped_shards=stream.skipped_shards)
+                    yield rows
+        if resume is not None:  # the range gave no block at all
+            raise InputError(
+                f"{self.release.root}: split {self.config.split!r} gives reader {r.part} of {r.parts} no "
+                f"documents in epoch {r.epoch} (fewer documents than readers, or every shard skipped)"
+            )
+        return replace(state, skipped_shards=stream.skipped_shards)
 
 
-def _take_spans(spans: list[tuple[int, str, int, int]], tokens: int) -> list[tuple[int, str, int, int]]:
+class Packer:
+    """Documents, each followed by its EOT, cut into rows of micro_batch x (seq_len + 1) tokens; what does
+    not fill a batch waits for the next documents."""
+
+    def __init__(self, micro_batch: int, seq_len: int, eot: np.ndarray, trace: bool = False) -> None:
+        self.shape, self.need, self.eot = (micro_batch, seq_len + 1), micro_batch * (seq_len + 1), eot
+        self.trace = trace
+        self.pieces: list[np.ndarray] = []
+        self.have = 0  # tokens in pieces
+        self.spans: list[Span] = []  # their document pieces (only when tracing)
+
+    def add(self, epoch: int, key: str, tokens: np.ndarray, skip: int) -> None:
+        """Document `key` of `epoch` (and its EOT) from token `skip` on."""
+        length = len(tokens) + 1
+        if skip < length:
+            self.pieces += [tokens[skip:], self.eot]
+            self.have += length - skip
+            if self.trace:
+                self.spans.append((epoch, key, skip, length))
+
+    def batches(self) -> Iterator[tuple[np.ndarray | tuple[np.ndarray, list[Span]], int]]:
+        """Every full batch there is now (with its spans when tracing), each with the number of tokens left
+        after it: always a tail of the document added last."""
+        if self.have < self.need:
+            return
+        need, flat = self.need, np.concatenate(self.pieces)
+        full = self.have // need
+        for k in range(full):
+            rows = flat[k * need : (k + 1) * need].reshape(self.shape)
+            yield ((rows, _take_spans(self.spans, need)) if self.trace else rows), self.have - (k + 1) * need
+        self.pieces = [flat[full * need :]]
+        self.have = len(self.pieces[0])
+
+
+def _take_spans(spans: list[Span], tokens: int) -> list[Span]:
     """Take the first `tokens` tokens' (epoch, key, start, end) document pieces off `spans`."""
     taken = []
     while tokens:
@@ -363,9 +383,10 @@ def _prefetch_factor(dataset: PackedDataset) -> int:
     Workers read a whole block before packing it, and batches are taken from them in turn; with the default
     2 batches ahead, the other workers stall while one reads a block.
     """
-    shards = dataset.release.shards(dataset.split)
+    c = dataset.config
+    shards = dataset.release.shards(c.split)
     doc_tokens = sum(e["tokens"] + e["docs"] for e in shards) / max(1, sum(e["docs"] for e in shards))
-    per_block = dataset.shuffle_buffer * doc_tokens / (dataset.micro_batch * (dataset.seq_len + 1))
+    per_block = c.shuffle_buffer * doc_tokens / (c.micro_batch * (c.seq_len + 1))
     return int(min(512, max(2, per_block + 1)))
 
 
@@ -377,18 +398,19 @@ class ReleaseLoader(StatefulDataLoader):
     their one line, not a traceback.
     """
 
-    def __init__(self, dataset: PackedDataset, num_workers: int, pin_memory: bool, seed: int) -> None:
+    def __init__(self, dataset: PackedDataset) -> None:
+        c = dataset.config
         # Its own generator for the worker seeds, so that making an iterator leaves torch's global RNG alone.
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(c.seed)
         super().__init__(
             dataset,
             None,
-            num_workers=num_workers,
+            num_workers=c.num_workers,
             collate_fn=_as_is,
             generator=generator,
-            prefetch_factor=_prefetch_factor(dataset) if num_workers else None,
+            prefetch_factor=_prefetch_factor(dataset) if c.num_workers else None,
         )
-        self.pin = pin_memory and torch.cuda.is_available()  # as DataLoader: no-op without a GPU
+        self.pin = c.pin_memory and torch.cuda.is_available()  # as DataLoader: no-op without a GPU
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = super().__iter__()
@@ -414,9 +436,9 @@ class ReleaseLoader(StatefulDataLoader):
             message = message.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
         raise error(message)
 
-    def _trace(self, spans: list[tuple[int, str, int, int]]) -> None:
-        d = self.dataset
-        path = Path(d.trace) / f"{d.split}-{d.rank}-of-{d.world_size}.tsv"
+    def _trace(self, spans: list[Span]) -> None:
+        d, c = self.dataset, self.dataset.config
+        path = Path(d.trace) / f"{c.split}-{c.rank}-of-{c.world_size}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as handle:
             handle.writelines(f"{epoch}\t{key}\t{start}\t{end}\n" for epoch, key, start, end in spans)
@@ -430,33 +452,8 @@ def reader_states(loader_state: dict) -> list[dict[str, Any]]:
     return [w["dataset_state"] for w in sorted(workers, key=lambda w: w["worker_id"]) if w["dataset_state"]]
 
 
-def build_loader(
-    release: Release,
-    split: str,
-    seq_len: int,
-    micro_batch: int,
-    rank: int,
-    world_size: int,
-    seed: int,
-    num_workers: int = 0,
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-    skip_corrupt: bool = False,
-    pin_memory: bool = False,
-) -> ReleaseLoader:
+def build_loader(release: Release, config: LoaderConfig) -> ReleaseLoader:
     """An infinite, exactly resumable loader of (x, y) int64 batches of shape [micro_batch, seq_len]."""
-    if (
-        min(seq_len, micro_batch, world_size, shuffle_buffer) < 1
-        or num_workers < 0
-        or not 0 <= rank < world_size
-    ):
-        raise InputError(
-            f"loader: need seq_len, micro_batch, world_size, shuffle_buffer >= 1, num_workers >= 0 and "
-            f"0 <= rank < world_size (got {seq_len}, {micro_batch}, {world_size}, {shuffle_buffer}, "
-            f"{num_workers}, rank {rank})"
-        )
-    if not release.shards(split):
-        raise InputError(f"{release.root}/manifest.json: split {split!r} has no shards")
-    dataset = PackedDataset(
-        release, split, seq_len, micro_batch, rank, world_size, seed, shuffle_buffer, skip_corrupt
-    )
-    return ReleaseLoader(dataset, num_workers, pin_memory, seed)
+    if not release.shards(config.split):
+        raise InputError(f"{release.root}/manifest.json: split {config.split!r} has no shards")
+    return ReleaseLoader(PackedDataset(release, config))

@@ -35,7 +35,8 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 from corpus.errors import InputError
-from training.data import RANGE_KEYS, STATE_KEYS, PackedDataset, ReleaseLoader
+from training.data import PackedDataset, ReleaseLoader
+from training.loader_state import STATE_KEYS, BlockRange, ReaderState
 
 
 def load_run_state(loader: ReleaseLoader, loader_states: list[dict]) -> bool:
@@ -46,13 +47,12 @@ def load_run_state(loader: ReleaseLoader, loader_states: list[dict]) -> bool:
     is returned.
     """
     dataset, workers = loader.dataset, max(1, loader.num_workers)
-    if len(loader_states) == dataset.world_size and all(
-        _num_workers(s) == loader.num_workers for s in loader_states
-    ):
-        loader.load_state_dict(loader_states[dataset.rank])
+    rank, world_size = dataset.config.rank, dataset.config.world_size
+    if len(loader_states) == world_size and all(_num_workers(s) == loader.num_workers for s in loader_states):
+        loader.load_state_dict(loader_states[rank])
         return False
-    dealt = deal_reader_states(dataset, run_reader_states(loader_states), dataset.world_size * workers)
-    mine = dealt[dataset.rank * workers : (dataset.rank + 1) * workers]
+    dealt = deal_reader_states(dataset, run_reader_states(loader_states), world_size * workers)
+    mine = dealt[rank * workers : (rank + 1) * workers]
     state = loader.state_dict()  # a fresh loader's state: the slots its workers' states go in
     if loader.num_workers == 0:
         state["dataset_state"] = mine[0]
@@ -88,11 +88,32 @@ def run_reader_states(loader_states: list[dict]) -> list[dict[str, Any]]:
 def deal_reader_states(
     dataset: PackedDataset, saved: list[dict[str, Any]], num_readers: int
 ) -> list[dict[str, Any]]:
-    """The states of `num_readers` readers that together read exactly what the `saved` readers (every reader
-    of a run, in reader order) had left of their epochs, then go on normally."""
+    """The states (saved form) of `num_readers` readers that together read exactly what the `saved` readers
+    (every reader of a run, in reader order) had left of their epochs, then go on normally."""
+    states = _checked_states(dataset, saved)
+    ranges = [s.current for s in states] + [r for s in states for r in s.pending]
+    following = max(r.epoch for r in ranges) + 1  # the first epoch no reader has begun
+    for s in states:
+        ranges += [dataset.whole_part(e, s.reader, len(states)) for e in range(s.next_epoch, following)]
+    ranges = sorted((r for r in ranges if r.block < r.end), key=lambda r: (r.epoch, r.part, r.block))
+    dealt = _deal(dataset, ranges, num_readers)
+    return [
+        (
+            dataset.reader_state(j, num_readers, mine[0], mine[1:], following)
+            if mine
+            else dataset.fresh_state(j, num_readers, following)
+        ).as_dict()
+        for j, mine in enumerate(dealt)
+    ]
+
+
+def _checked_states(dataset: PackedDataset, saved: list[dict[str, Any]]) -> list[ReaderState]:
+    """The `saved` readers' states, checked to be this loader's and re-dealable ({}: the start of epoch 0)."""
     old, states = len(saved), []
     for reader, state in enumerate(saved):
-        state = state or dataset.fresh_state(reader, old, 0)
+        if not state:
+            states.append(dataset.fresh_state(reader, old, 0))
+            continue
         identity = dataset.identity(reader, old)
         if {k: state.get(k) for k in identity} != identity or not set(STATE_KEYS) <= state.keys():
             raise InputError(
@@ -105,32 +126,26 @@ def deal_reader_states(
                 "shard(s); an elastic resume needs intact shards (repair them, or resume with the same world "
                 "size and num_workers)"
             )
-        states.append(state)
-    ranges = [[s[k] for k in RANGE_KEYS] for s in states] + [r for s in states for r in s["pending"]]
-    following = max(r[0] for r in ranges) + 1  # the first epoch no reader has begun
-    for s in states:
-        ranges += [dataset.whole_part(e, s["reader"], old) for e in range(s["next_epoch"], following)]
-    ranges = sorted((r for r in ranges if r[5] < r[6]), key=lambda r: (r[0], r[1], r[5]))
+        states.append(ReaderState.from_dict(state))
+    return states
+
+
+def _deal(dataset: PackedDataset, ranges: list[BlockRange], num_readers: int) -> list[list[BlockRange]]:
+    """`ranges` (sorted) cut into `num_readers` contiguous runs of about equal block counts, in order."""
     # Reader j gets blocks [ends[j], ends[j + 1]) of the ranges' blocks laid end to end (offsets).
     offsets = [0]
     for r in ranges:
-        offsets.append(offsets[-1] + r[6] - r[5])
+        offsets.append(offsets[-1] + r.end - r.block)
     ends = [offsets[-1] * j // num_readers for j in range(num_readers + 1)]
-    dealt: list[list[list[int]]] = [[] for _ in range(num_readers)]
+    dealt: list[list[BlockRange]] = [[] for _ in range(num_readers)]
     for r, offset in zip(ranges, offsets, strict=False):
-        epoch, part, parts, _, _, block, end, _, _ = r
-        for j in range(max(0, bisect_right(ends, offset) - 1), bisect_left(ends, offset + end - block)):
-            low, high = max(block, block + ends[j] - offset), min(end, block + ends[j + 1] - offset)
+        for j in range(max(0, bisect_right(ends, offset) - 1), bisect_left(ends, offset + r.end - r.block)):
+            low, high = max(r.block, r.block + ends[j] - offset), min(r.end, r.block + ends[j + 1] - offset)
             if low >= high:
                 continue
-            if low == block:  # keeps the saved position inside its first block
-                dealt[j].append([*r[:6], high, *r[7:]])
+            if low == r.block:  # keeps the saved position inside its first block
+                dealt[j].append(r._replace(end=high))
             else:
-                shard, sample = dataset.stream(part, parts).block_start(epoch, low)
-                dealt[j].append([epoch, part, parts, shard, sample, low, high, 0, 0])
-    return [
-        dataset.reader_state(j, num_readers, mine[0], mine[1:], following)
-        if mine
-        else dataset.fresh_state(j, num_readers, following)
-        for j, mine in enumerate(dealt)
-    ]
+                shard, sample = dataset.stream(r.part, r.parts).block_start(r.epoch, low)
+                dealt[j].append(r._replace(shard=shard, sample=sample, block=low, end=high, doc=0, token=0))
+    return dealt

@@ -17,6 +17,9 @@ delimiter and extract tokens are targets like any other, as in OpenAI's finetune
 Defaults are the paper's (section 4.1): learning rate 6.25e-5, batch 32 examples, 3 epochs, linear decay
 with warmup over 0.2% of training, classifier dropout 0.1, the Transformer's own dropout 0.1. Adam's
 betas (0.9, 0.999), weight decay 0.01 on matrices and gradient clipping at 1.0 follow that code.
+
+run_finetune_task is `webtext finetune` end to end, from one FinetuneConfig: read and split the task's
+examples, load the model and tokenizer, fine-tune, evaluate against the majority baseline, write the results.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +40,20 @@ from safetensors.torch import save_file
 from torch import nn
 
 from corpus.errors import InputError
+from corpus.tokenizer import Tokenizer
+from training.checkpoint import load_model, load_tokenizer
 from training.config import FinetuneConfig
-from training.finetune_tasks import KINDS, SpecialTokens
+from training.distributed import resolve_device
+from training.finetune_tasks import (
+    KINDS,
+    Example,
+    SpecialTokens,
+    encode_examples,
+    hash_split,
+    label_ids,
+    label_names,
+    read_examples,
+)
 from training.model import GPT, GPTConfig
 from training.optim import set_lr
 
@@ -226,6 +243,113 @@ def majority_baseline(train_labels: list[int], test_labels: list[int]) -> tuple[
     """The most frequent training label (ties: the smaller one) and its accuracy on the test labels."""
     majority = max(sorted(set(train_labels)), key=train_labels.count)
     return majority, accuracy([majority] * len(test_labels), test_labels)
+
+
+# --- `webtext finetune`: a task end to end ----------------------------------------------------------------
+
+# The settings results.json reports under "hyperparameters" (lambda is reported beside them).
+REPORTED = ("lr", "batch_size", "epochs", "max_steps", "warmup_fraction", "weight_decay", "grad_clip",
+            "clf_dropout", "dropout", "max_examples", "seed")  # fmt: skip
+
+
+@dataclass
+class TaskData:
+    """A task's labelled examples, split into train and test, with the label names and ids."""
+
+    train: list[Example]
+    test: list[Example]
+    split: str  # how train and test were obtained, for the results
+    labels: list[str]
+    train_y: list[int]
+    test_y: list[int]
+
+
+def read_task(config: FinetuneConfig) -> TaskData:
+    """The train and test examples `config` names: its train and dev files, or else a hash split of the dev
+    file; at most `max_examples` of each."""
+    dev = read_examples(config.dev, config.task)
+    if config.train:
+        train, test = read_examples(config.train, config.task), dev
+        split = f"train file {config.train}, test file {config.dev}"
+    else:
+        train, test = hash_split(dev, config.dev_train_fraction)
+        fraction = config.dev_train_fraction
+        split = f"hash split of {config.dev}: SHA-256 of each row's text, train fraction {fraction}"
+        if not train or not test:
+            raise InputError(f"{config.dev}: the hash split left an empty train or test portion")
+    if config.max_examples:
+        train, test = train[: config.max_examples], test[: config.max_examples]
+    labels = label_names(train + test, config.task)
+    train_y = label_ids(train, labels, config.train or config.dev)
+    return TaskData(train, test, split, labels, train_y, label_ids(test, labels, config.dev))
+
+
+def encode_task(
+    config: FinetuneConfig, data: TaskData, tokenizer: Tokenizer, pretrained: GPT
+) -> tuple[int, list[list[list[int]]], list[list[list[int]]]]:
+    """(max_len, encoded train examples, encoded test examples) for `pretrained` and its `tokenizer`."""
+    vocab = pretrained.config.vocab_size
+    if tokenizer.vocab_size > vocab:
+        raise InputError(
+            f"{config.checkpoint}: the model's vocabulary ({vocab}) is smaller than the tokenizer's "
+            f"({tokenizer.vocab_size}); is it the right tokenizer?"
+        )
+    max_len = min(config.max_len or pretrained.config.block_size, pretrained.config.block_size)
+    special = SpecialTokens.after_vocab(vocab)
+    try:
+        train_x = encode_examples(data.train, config.task, tokenizer, special, max_len)
+        test_x = encode_examples(data.test, config.task, tokenizer, special, max_len)
+    except ValueError as e:
+        raise InputError(f"--max-len {max_len}: {e}") from None
+    return max_len, train_x, test_x
+
+
+def run_finetune_task(config: FinetuneConfig) -> dict:
+    """Fine-tune `config.checkpoint` on the task and evaluate it on the test examples; returns the results,
+    also written to OUT/results.json (and the weights to OUT/model.safetensors with `save`)."""
+    data = read_task(config)
+    tokenizer = load_tokenizer(config.checkpoint, config.tokenizer)
+    pretrained = load_model(config.checkpoint)
+    max_len, train_x, test_x = encode_task(config, data, tokenizer, pretrained)
+
+    torch.manual_seed(config.seed)  # the new embedding rows and the head
+    model = FinetuneGPT.from_pretrained(
+        pretrained, config.task, len(data.labels), config.dropout, config.clf_dropout
+    )
+    device = resolve_device(config.device)
+    model.to(device)
+    log.info(
+        "finetune: %s, %d train / %d test examples, lambda %g, on %s",
+        config.task, len(data.train), len(data.test), config.lambda_lm, device,
+    )  # fmt: skip
+    history = finetune(model, train_x, data.train_y, config)
+    test_accuracy = accuracy(predict(model, test_x, config.batch_size), data.test_y)
+    majority, baseline = majority_baseline(data.train_y, data.test_y)
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "task": config.task,
+        "checkpoint": config.checkpoint,
+        "split": data.split,
+        "train_examples": len(data.train),
+        "test_examples": len(data.test),
+        "labels": data.labels,
+        "accuracy": test_accuracy,
+        "majority_baseline": baseline,
+        "majority_label": data.labels[majority],
+        "lambda": config.lambda_lm,
+        "steps": len(history),
+        "final_loss": history[-1],
+        "max_len": max_len,
+        "hyperparameters": {name: getattr(config, name) for name in REPORTED},
+    }
+    if config.save:
+        save_finetuned(model, str(out / "model.safetensors"), data.labels)
+    tmp = out / f".results.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "results.json")
+    return results
 
 
 # --- saving the fine-tuned model --------------------------------------------------------------------------

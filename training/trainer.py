@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.config import GPTConfig, TrainConfig, preset
+from training.config import GPTConfig, LoaderConfig, TrainConfig, preset
 from training.data import build_loader
 from training.distributed import (
     Dist,
@@ -129,11 +129,10 @@ class Run:
 
     def _loader(self, split: str, seed: int):
         c = self.config
-        return build_loader(
-            self.release,
-            split,
-            self.seq_len,
-            c.micro_batch,
+        config = LoaderConfig(
+            split=split,
+            seq_len=self.seq_len,
+            micro_batch=c.micro_batch,
             rank=self.env.rank,
             world_size=self.env.world_size,
             seed=seed,
@@ -142,6 +141,7 @@ class Run:
             skip_corrupt=c.skip_corrupt,
             pin_memory=self.env.device.type == "cuda",
         )
+        return build_loader(self.release, config)
 
     # --- checkpoints -------------------------------------------------------------------------------------
 
@@ -266,76 +266,106 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, env: Dist) -> TrainResult:
     out = Path(config.out)
     run = Run(config, env)
+    _start(run, out)
+    metrics = MetricsLog(out, enabled=env.is_main)
+    batches = iter(run.loader)
+    last_loss, val_loss = None, None
+    window = Window()
+    while run.step < run.max_steps:
+        loss, waited = run.train_step(batches)
+        window.tokens += run.tokens_per_step
+        window.wait += waited
+        last = run.step == run.max_steps
+        if run.step % config.log_every == 0 or last:
+            last_loss = _log_train(run, metrics, loss, window)
+            window = Window()
+        if run.step % config.eval_every == 0 or last:
+            val_loss = _evaluate(run, metrics)
+        if run.step % config.save_every == 0 or last:
+            run.save()
+            window.started = time.perf_counter()  # a save is not training throughput
+    metrics.close()
+    if env.is_main and metrics.path.is_file():
+        plot_loss_curve(metrics.path, out / "loss.png")
+    return TrainResult(run.step, run.tokens, last_loss, val_loss, out)
+
+
+@dataclass
+class Window:
+    """The steps since the last train log line: when they began, their tokens, the seconds spent waiting for
+    data."""
+
+    started: float = field(default_factory=time.perf_counter)
+    tokens: int = 0
+    wait: float = 0.0
+
+
+def _start(run: Run, out: Path) -> None:
+    """Resume when asked; on rank 0 write the run's tokenizer and config and log what the run will do."""
+    config, env = run.config, run.env
     if config.resume:
         if found := latest_checkpoint(out / "checkpoints"):
             run.restore(found)
         elif env.is_main:
             log.warning("--resume: no complete checkpoint in %s; starting from scratch", out / "checkpoints")
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        with fsspec.open(run.release.tokenizer_path(), "rb") as source:
-            (out / "tokenizer.json").write_bytes(source.read())
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
+    if not env.is_main:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with fsspec.open(run.release.tokenizer_path(), "rb") as source:
+        (out / "tokenizer.json").write_bytes(source.read())
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
+    log.info(
+        "training %s, %s, on %s: %d steps of %d tokens (%d per epoch), %d rank(s), "
+        "grad accumulation %d; MFU against %s",
+        config.preset,
+        run.gpt.params_label(),
+        env.device,
+        run.max_steps,
+        run.tokens_per_step,
+        run.steps_per_epoch,
+        env.world_size,
+        run.grad_accum,
+        run.peak_note if config.peak_flops is None else f"--peak-flops {config.peak_flops:.3g}",
+    )
+
+
+def _log_train(run: Run, metrics: MetricsLog, loss: torch.Tensor, window: Window) -> float:
+    """Record (and on rank 0 log) the step's loss, averaged over ranks, and the window's throughput."""
+    last_loss = float(all_mean(loss, run.env))
+    elapsed = time.perf_counter() - window.started
+    per_second = window.tokens / elapsed
+    mfu = per_second * run.flops_per_token / run.peak_flops if run.peak_flops else None
+    metrics.write(
+        {
+            "kind": "train",
+            "step": run.step,
+            "loss": last_loss,
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "tokens": run.tokens,
+            "tokens_per_s": per_second,
+            "mfu": mfu,
+            "data_wait": window.wait / elapsed,
+        }
+    )
+    if run.env.is_main:
         log.info(
-            "training %s, %s, on %s: %d steps of %d tokens (%d per epoch), %d rank(s), "
-            "grad accumulation %d; MFU against %s",
-            config.preset,
-            run.gpt.params_label(),
-            env.device,
+            "step %d/%d loss %.4f lr %.2e %.0f tok/s%s data wait %.1f%%",
+            run.step,
             run.max_steps,
-            run.tokens_per_step,
-            run.steps_per_epoch,
-            env.world_size,
-            run.grad_accum,
-            run.peak_note if config.peak_flops is None else f"--peak-flops {config.peak_flops:.3g}",
+            last_loss,
+            run.optimizer.param_groups[0]["lr"],
+            per_second,
+            f" MFU {100 * mfu:.1f}%" if mfu is not None else "",
+            100 * window.wait / elapsed,
         )
-    metrics = MetricsLog(out, enabled=env.is_main)
-    batches = iter(run.loader)
-    last_loss, val_loss = None, None
-    window_started, window_tokens, window_wait = time.perf_counter(), 0, 0.0
-    while run.step < run.max_steps:
-        loss, waited = run.train_step(batches)
-        window_tokens += run.tokens_per_step
-        window_wait += waited
-        if run.step % config.log_every == 0 or run.step == run.max_steps:
-            last_loss = float(all_mean(loss, env))
-            elapsed = time.perf_counter() - window_started
-            per_second = window_tokens / elapsed
-            mfu = per_second * run.flops_per_token / run.peak_flops if run.peak_flops else None
-            metrics.write(
-                {
-                    "kind": "train",
-                    "step": run.step,
-                    "loss": last_loss,
-                    "lr": run.optimizer.param_groups[0]["lr"],
-                    "tokens": run.tokens,
-                    "tokens_per_s": per_second,
-                    "mfu": mfu,
-                    "data_wait": window_wait / elapsed,
-                }
-            )
-            if env.is_main:
-                log.info(
-                    "step %d/%d loss %.4f lr %.2e %.0f tok/s%s data wait %.1f%%",
-                    run.step,
-                    run.max_steps,
-                    last_loss,
-                    run.optimizer.param_groups[0]["lr"],
-                    per_second,
-                    f" MFU {100 * mfu:.1f}%" if mfu is not None else "",
-                    100 * window_wait / elapsed,
-                )
-            window_started, window_tokens, window_wait = time.perf_counter(), 0, 0.0
-        if run.step % config.eval_every == 0 or run.step == run.max_steps:
-            val_loss = run.evaluate()
-            if val_loss is not None:
-                metrics.write({"kind": "val", "step": run.step, "loss": val_loss})
-                if env.is_main:
-                    log.info("step %d val loss %.4f", run.step, val_loss)
-        if run.step % config.save_every == 0 or run.step == run.max_steps:
-            run.save()
-            window_started = time.perf_counter()  # a save is not training throughput
-    metrics.close()
-    if env.is_main and metrics.path.is_file():
-        plot_loss_curve(metrics.path, out / "loss.png")
-    return TrainResult(run.step, run.tokens, last_loss, val_loss, out)
+    return last_loss
+
+
+def _evaluate(run: Run, metrics: MetricsLog) -> float | None:
+    """The val loss (None without a val split), recorded and logged."""
+    val_loss = run.evaluate()
+    if val_loss is not None:
+        metrics.write({"kind": "val", "step": run.step, "loss": val_loss})
+        if run.env.is_main:
+            log.info("step %d val loss %.4f", run.step, val_loss)
+    return val_loss

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from tests.training.release_fixture import write_synthetic_release
+from training.config import LoaderConfig
 from training.data import build_loader
 from training.metrics import read_metrics
 from training.model import GPT, preset
@@ -57,7 +58,7 @@ def test_trainer_tokens_per_second_against_a_reference_loop(tmp_path):
     write_synthetic_release(release_dir, tokens=2_000_000)
     release = open_release(str(release_dir))
     config = preset(name, vocab_size=release.vocab_size, block_size=seq_len)
-    loader = build_loader(release, "train", seq_len, micro, rank=0, world_size=1, seed=0)
+    loader = build_loader(release, LoaderConfig("train", seq_len, micro, rank=0, world_size=1, seed=0))
     batches = [b for _, b in zip(range(steps), loader, strict=False)]
     tokens_per_step = micro * seq_len
 

@@ -20,6 +20,7 @@ import pytest
 
 import training.release
 from tests.training.release_fixture import write_synthetic_release
+from training.config import LoaderConfig
 from training.data import build_loader
 from training.release import open_release
 
@@ -57,7 +58,9 @@ def read_unchecked(entry: dict) -> bytes:
 
 def loader_rate(release, num_workers: int, steps: int) -> float:
     """Tokens/s of the loader over `steps` batches after the first one (workers started, first block read)."""
-    loader = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, seed=0, num_workers=num_workers)
+    loader = build_loader(
+        release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, seed=0, num_workers=num_workers)
+    )
     batches = iter(loader)
     next(batches)
     started = time.perf_counter()
@@ -105,14 +108,14 @@ def first_batch_seconds(loader) -> float:
 
 def test_resume_cost_mid_shard(release_dir):
     release = open_release(str(release_dir))
-    loader = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, seed=0)
+    loader = build_loader(release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, seed=0))
     steps = release.shards("train")[0]["tokens"] // (MICRO_BATCH * (SEQ_LEN + 1)) // 2
     for _ in islice(loader, steps):  # about half way through the first shard read
         pass
     state = loader.state_dict()
-    resumed = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, seed=0)
+    resumed = build_loader(release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, seed=0))
     resumed.load_state_dict(state)
-    fresh = first_batch_seconds(build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, seed=0))
+    fresh = first_batch_seconds(build_loader(release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, seed=0)))
     restored = first_batch_seconds(resumed)
     sample = state["dataset_state"]["sample"]
     print(

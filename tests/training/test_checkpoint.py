@@ -9,8 +9,8 @@ import torch
 
 from corpus.errors import InputError
 from corpus.tokenizer import train_tokenizer
-from pipelines.cli import main
 from training.checkpoint import MARKER, STATE_FILE, load_checkpoint
+from webtext.cli import main
 
 
 class Payload:

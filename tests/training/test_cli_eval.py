@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from corpus.tokenizer import gpt2_tokenizer, load_model_tokenizer
-from pipelines.cli import main
 from tests.training.release_fixture import write_release
 from training.cli_eval import nearest_paper_size
 from training.eval_tasks import parse_task, run_task
 from training.hf_format import export_hf, import_hf
 from training.model import GPT, GPTConfig
+from webtext.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "corpus" / "sample" / "zero_shot"
@@ -45,7 +45,7 @@ def hf_dir(tmp_path_factory) -> Path:
 
 
 def webtext(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipelines.cli", *args]
+    command = [sys.executable, "-m", "webtext.cli", *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from corpus.errors import EXIT_INTERRUPTED
-from pipelines.cli import main
+from corpus.command_line import EXIT_INTERRUPTED
 from tests.training.release_fixture import write_release
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.cli import resume_hint
 from training.metrics import read_metrics
 from training.model import GPT, GPTConfig
 from training.optim import lr_at
+from webtext.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d ")  # configure_logging's format: the trainer's progress lines
@@ -108,7 +108,7 @@ def test_train_export_and_eval_state_the_same_parameter_count(short_run, tmp_pat
 def test_ctrl_c_in_train_prints_one_line_and_exits_130(release, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--data", str(release), "--out", str(run), *SMALL, "--max-steps", "100000"]
-    command = [sys.executable, "-m", "pipelines.cli", *args, "--save-every", "1"]
+    command = [sys.executable, "-m", "webtext.cli", *args, "--save-every", "1"]
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )

@@ -16,6 +16,7 @@ import corpus.shards
 from corpus.errors import InputError
 from tests.damaged_release import AT_REST, DAMAGED, HOSTILE, MEMBER, OVERSIZED, PROBLEM, damage
 from tests.training.release_fixture import write_release
+from training.config import LoaderConfig
 from training.data import build_loader, reader_documents, reader_states
 from training.release import open_release
 
@@ -48,7 +49,9 @@ def keys(root: Path, skip_corrupt: bool = False) -> list[str]:
 @pytest.mark.parametrize("kind", AT_REST + HOSTILE)
 def test_the_loader_fails_with_one_line_naming_the_shard_and_member(release, tmp_path, kind, monkeypatch):
     root = damaged(release, kind, tmp_path, monkeypatch)
-    loader = build_loader(open_release(str(root)), "train", SEQ_LEN, MICRO_BATCH, 0, 1, 0, shuffle_buffer=1)
+    loader = build_loader(
+        open_release(str(root)), LoaderConfig("train", SEQ_LEN, MICRO_BATCH, shuffle_buffer=1)
+    )
     tracemalloc.start()
     try:
         with pytest.raises(InputError) as failure:
@@ -74,11 +77,12 @@ def test_skip_corrupt_skips_the_whole_shard(release, tmp_path, kind, monkeypatch
 
 def test_a_flipped_byte_is_caught_in_workers_and_skipped_with_a_count(release, tmp_path, monkeypatch):
     root = damaged(release, "flipped", tmp_path, monkeypatch)
-    loader = build_loader(open_release(str(root)), "train", SEQ_LEN, MICRO_BATCH, 0, 1, 0, num_workers=2)
+    loader = build_loader(open_release(str(root)), LoaderConfig("train", SEQ_LEN, MICRO_BATCH, num_workers=2))
     with pytest.raises(InputError, match=rf"^{root}/{DAMAGED}: corrupt shard \(sha256 differs"):
         list(islice(loader, 10_000))
     skipping = build_loader(
-        open_release(str(root)), "train", SEQ_LEN, MICRO_BATCH, 0, 1, 0, shuffle_buffer=1, skip_corrupt=True
+        open_release(str(root)),
+        LoaderConfig("train", SEQ_LEN, MICRO_BATCH, shuffle_buffer=1, skip_corrupt=True),
     )
     list(islice(skipping, 60))  # more than one epoch
     assert reader_states(skipping.state_dict())[0]["skipped_shards"] >= 1
@@ -90,7 +94,7 @@ def test_webtext_train_refuses_a_flipped_token_byte(release, tmp_path, monkeypat
         "train", "--data", str(root), "--out", str(tmp_path / "run"), "--preset", "tiny", "--seq-len", "32",
         "--micro-batch", "4", "--max-steps", "3", "--warmup-steps", "1", "--sample-tokens", "0",
     ]  # fmt: skip
-    command = [sys.executable, "-m", "pipelines.cli", *args]
+    command = [sys.executable, "-m", "webtext.cli", *args]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     error = f"webtext train: error: {root}/{DAMAGED}: corrupt shard (sha256 differs from the manifest)"

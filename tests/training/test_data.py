@@ -15,6 +15,7 @@ import torch
 from corpus.errors import InputError
 from corpus.shards import read_shard
 from tests.training.release_fixture import write_release
+from training.config import LoaderConfig
 from training.data import build_loader, reader_documents, reader_states
 from training.release import Release, open_release, steps_per_epoch
 
@@ -52,9 +53,10 @@ def take(loader, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def loader(release, rank=0, world_size=1, seed=0, num_workers=0, shuffle_buffer=4, **kw):
-    return build_loader(
-        release, "train", SEQ_LEN, MICRO_BATCH, rank, world_size, seed, num_workers, shuffle_buffer, **kw
+    config = LoaderConfig(
+        "train", SEQ_LEN, MICRO_BATCH, rank, world_size, seed, num_workers, shuffle_buffer, **kw
     )
+    return build_loader(release, config)
 
 
 def test_open_release_local_path_and_file_url(release_dir):

@@ -22,6 +22,7 @@ from corpus.errors import InputError
 from corpus.shards import read_shard
 from tests.training.release_fixture import write_release
 from training.checkpoint import load_checkpoint
+from training.config import LoaderConfig
 from training.data import RANGE_KEYS, TRACE_ENV, build_loader, reader_states
 from training.elastic import deal_reader_states, load_run_state, run_reader_states
 from training.metrics import read_metrics
@@ -69,7 +70,9 @@ def assert_read_once(spans: dict, release_dir: Path, epoch: int, complete: bool 
 
 def loaders_for(release, world_size: int, num_workers: int, saved: list[dict] | None) -> list:
     loaders = [
-        build_loader(release, "train", SEQ_LEN, MICRO_BATCH, rank, world_size, 0, num_workers, SHUFFLE)
+        build_loader(
+            release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, rank, world_size, 0, num_workers, SHUFFLE)
+        )
         for rank in range(world_size)
     ]
     if saved is not None:
@@ -156,10 +159,12 @@ def test_after_an_elastic_resume_the_same_size_resumes_exactly(release_dir):
 
 def test_re_dealing_gives_every_new_reader_an_equal_share_of_blocks(release_dir):
     release = open_release(str(release_dir))
-    one = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, 0, shuffle_buffer=2)
+    one = build_loader(release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, shuffle_buffer=2))
     list(islice(one, 3))
     saved = run_reader_states([one.state_dict()])
-    dataset = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 4, 0, shuffle_buffer=2).dataset
+    dataset = build_loader(
+        release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, 0, 4, shuffle_buffer=2)
+    ).dataset
     dealt = deal_reader_states(dataset, saved, 4)
     blocks = [sum(r[6] - r[5] for r in [[s[k] for k in RANGE_KEYS], *s["pending"]]) for s in dealt]
     assert max(blocks) - min(blocks) <= 1 and all(s["epoch"] == 0 for s in dealt)
@@ -170,15 +175,19 @@ def test_elastic_resume_refuses_skipped_shards_and_another_seed(tmp_path, releas
     damaged = shutil.copytree(release_dir, tmp_path / "damaged")
     (damaged / "train-000001.tar").write_bytes(b"\0" * 1024)  # an empty tar: documents missing
     release = open_release(str(damaged))
-    skipping = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, 0, 0, 1, skip_corrupt=True)
+    skipping = build_loader(
+        release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, shuffle_buffer=1, skip_corrupt=True)
+    )
     list(islice(skipping, 40))
     assert reader_states(skipping.state_dict())[0]["skipped_shards"] == 1
-    two = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 2, 0, 0, 1)
+    two = build_loader(release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, 0, 2, shuffle_buffer=1))
     with pytest.raises(InputError, match="elastic resume needs intact shards"):
         load_run_state(two, [skipping.state_dict()])
-    first = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 1, 0, 0, 1)
+    first = build_loader(release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, shuffle_buffer=1))
     list(islice(first, 1))
-    other_seed = build_loader(release, "train", SEQ_LEN, MICRO_BATCH, 0, 2, 1, 0, 1)
+    other_seed = build_loader(
+        release, LoaderConfig("train", SEQ_LEN, MICRO_BATCH, 0, 2, seed=1, shuffle_buffer=1)
+    )
     with pytest.raises(InputError, match="needs the same seed and shuffle_buffer"):
         load_run_state(other_seed, [first.state_dict()])
 
@@ -200,7 +209,7 @@ def losses(run: Path) -> dict[int, float]:
 def train(release: Path, out: Path, ranks: int, steps: int, env: dict) -> str:
     """`webtext train` on `ranks` torchrun processes (plain python for one) up to step `steps`; its output."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
-    command = [*(launcher if ranks > 1 else [sys.executable]), "-m", "pipelines.cli", "train"]
+    command = [*(launcher if ranks > 1 else [sys.executable]), "-m", "webtext.cli", "train"]
     args = ["--data", str(release), "--out", str(out), "--max-steps", str(steps), *TRAIN]
     done = subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{ranks} ranks -> {done.returncode}\n{done.stdout}\n{done.stderr}"

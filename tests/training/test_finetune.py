@@ -15,7 +15,6 @@ import torch
 
 from corpus.errors import InputError
 from corpus.tokenizer import Tokenizer, gpt2_tokenizer, train_tokenizer
-from pipelines.cli import main as webtext_main
 from training.checkpoint import save_checkpoint
 from training.finetune import (
     FinetuneGPT,
@@ -38,6 +37,7 @@ from training.finetune_tasks import (
 )
 from training.hf_format import export_hf
 from training.model import GPT, preset
+from webtext.cli import main as webtext_main
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "finetune"
@@ -304,7 +304,7 @@ def test_finetune_command_on_a_hash_split_writes_results_and_weights(hf_model, t
     out = tmp_path / "out"
     args = finetune_args(hf_model, out, "similarity", MRPC, "--save", "--lambda", "0.5")
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "webtext.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "results.json").read_text())
@@ -353,7 +353,7 @@ def test_finetune_command_reports_bad_input_in_one_line(hf_model, tmp_path, caps
     bad.write_text('{"premise": "a", "hypothesis": "b"}\n')
     args = finetune_args(hf_model, tmp_path / "out", "entailment", bad)
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "webtext.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
     message = f"webtext finetune: error: {bad}:1: no 'label' (an unlabelled test file?)"

@@ -33,7 +33,7 @@ def release(tmp_path_factory) -> Path:
 
 
 def webtext(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipelines.cli", *args]
+    command = [sys.executable, "-m", "webtext.cli", *args]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if check and done.returncode:
         raise AssertionError(f"{' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
@@ -42,7 +42,7 @@ def webtext(*args: str, env: dict | None = None, check: bool = True) -> subproce
 
 def torchrun(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    command = [*launcher, "-m", "pipelines.cli", *args]
+    command = [*launcher, "-m", "webtext.cli", *args]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if check and done.returncode:
         raise AssertionError(f"torchrun {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
@@ -100,7 +100,7 @@ def test_a_sigkill_between_checkpoints_resumes_bitwise_identical(release, tmp_pa
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     extra = ("--num-workers", workers)
     webtext(*train_args(release, straight, 14, 5, *extra))
-    command = [sys.executable, "-m", "pipelines.cli", *train_args(release, killed, 14, 5, *extra)]
+    command = [sys.executable, "-m", "webtext.cli", *train_args(release, killed, 14, 5, *extra)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = killed / "metrics.jsonl"
     deadline = time.monotonic() + 120

@@ -14,18 +14,6 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-# The chain's stages in pipeline order, and what each one counts in its stats (links counts submissions,
-# fetch the links it fetched, the later stages pages or documents).
-CHAIN = ("links", "fetch", "extract", "dedup", "filter", "release", "ngrams")
-UNITS = {
-    "links": "submissions",
-    "fetch": "links",
-    "extract": "pages",
-    "dedup": "documents",
-    "filter": "documents",
-    "release": "documents",
-}
-
 
 class LedgerRow(NamedTuple):
     """One dropped item: `id` is the item's own id, or `file:line` when the item could not be parsed."""

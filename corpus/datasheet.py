@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
 from matplotlib.ticker import MaxNLocator
 
-from corpus.accounting import CHAIN, UNITS
+from corpus.chain import CHAIN, UNITS
 
 PLOTS = {
     "lengths": "doc_lengths.png",

@@ -8,18 +8,25 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from corpus.accounting import LEDGER_SCHEMA, LedgerRow, StageStats
+from pipelines.files import write_bytes
 from pipelines.outputs import GroupShards, gc_paused, shard_name, write_table
+
+
+def count(stage: str, counts: Mapping[str, int]) -> None:
+    """Beam counters `<stage>:<name>` (pipelines/stage.py: the one place stages' counters are named)."""
+    for name, n in counts.items():
+        if n:
+            Metrics.counter(stage, name).inc(n)
 
 
 class WriteLedger(beam.PTransform):
     """(shard, [LedgerRow as plain tuple]) batches -> `ledger/<stage>-NNNNN-of-MMMMM.parquet`, rows sorted.
 
     Outputs one Counter of rows per reason for each shard: the stage's drops, counted from what was
-    written, so stats.json and the ledger cannot disagree.
+    written, so stats.json and the ledger cannot disagree; they are the Beam counters `<stage>:<reason>`.
     """
 
     def __init__(self, output, num_shards: int) -> None:
@@ -37,7 +44,14 @@ class WriteLedger(beam.PTransform):
             columns = list(zip(*rows, strict=True)) or [()] * len(LedgerRow._fields)
             table = pa.table(dict(zip(LedgerRow._fields, columns, strict=True)), schema=LEDGER_SCHEMA)
             write_table(shard_name(prefix, index, self.num_shards), table)
-        return Counter(columns[LedgerRow._fields.index("reason")])
+        reasons = Counter(columns[LedgerRow._fields.index("reason")])
+        count(self.output.stage, reasons)
+        return reasons
+
+
+def _counted(counter: Mapping[str, int], stage: str) -> Mapping[str, int]:
+    count(stage, counter)
+    return counter
 
 
 def _sum_counters(counters) -> Counter[str]:
@@ -51,7 +65,8 @@ class WriteStats(beam.PTransform):
     """(counts, dropped) -> `stats.json` in the run's generation; fails the run unless they reconcile.
 
     `counts` are Counters the stage emits as it goes: `in` counts items read, `out` items kept, any other
-    key is an extra figure reported as is. `dropped` are the per-reason Counters from WriteLedger.
+    key is an extra figure reported as is; each is also the Beam counter `<stage>:<key>`, counted as they
+    flow. `dropped` are the per-reason Counters from WriteLedger.
     """
 
     def __init__(self, output, config: dict[str, Any]) -> None:
@@ -60,7 +75,12 @@ class WriteStats(beam.PTransform):
 
     def expand(self, pcolls):
         counts, dropped = pcolls
-        totals = counts | "Total" >> beam.CombineGlobally(_sum_counters)
+        stage = self.output.stage
+        totals = (
+            counts
+            | "Count" >> beam.Map(_counted, stage)
+            | "Total" >> beam.CombineGlobally(_sum_counters)
+        )
         drops = dropped | "Dropped" >> beam.CombineGlobally(_sum_counters)
         return totals | "Write" >> beam.Map(self._write, beam.pvalue.AsSingleton(drops))
 
@@ -71,9 +91,5 @@ class WriteStats(beam.PTransform):
         stats = StageStats(
             self.output.stage, totals["in"], totals["out"], dict(dropped), {**extra, "config": self.config}
         ).check()
-        path = self.output.path("stats.json")
-        with FileSystems.create(
-            path, mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED
-        ) as handle:
-            handle.write(stats.to_json().encode("utf-8"))
+        write_bytes(self.output.path("stats.json"), stats.to_json().encode("utf-8"))
         return stats

@@ -17,14 +17,12 @@ import fnmatch
 import gc
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from corpus.errors import InputError
@@ -38,6 +36,7 @@ from corpus.workdir import (
     parse_commit,
     require_output,
 )
+from pipelines.files import match_files, open_read, open_write, read_bytes, write_atomic
 
 DEFAULT_INPUT_BYTES_PER_SHARD = 256 * 2**20
 
@@ -71,16 +70,9 @@ def shard_name(prefix: str, index: int, num_shards: int) -> str:
 def write_table(path: str, rows: list[dict[str, Any]] | pa.Table, schema: pa.Schema | None = None) -> None:
     """Write rows (dicts with `schema`, or a ready table) as one zstd-compressed Parquet file."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
-    with FileSystems.create(
-        path, mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED
-    ) as handle:
+    with open_write(path) as handle:
         pq.write_table(table, handle, compression="zstd", row_group_size=100_000)
 
-
-def match_files(pattern: str) -> list[str]:
-    """Files matching a glob (any Beam filesystem), sorted; empty when none match."""
-    results = FileSystems.match([pattern])[0].metadata_list
-    return sorted(m.path for m in results if not m.path.endswith("/"))
 
 
 def read_parquet(pattern: str, columns: list[str] | None = None) -> beam.PTransform:
@@ -97,7 +89,7 @@ def read_table(pattern: str, columns: list[str] | None = None) -> pa.Table:
     paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     tables = []
     for path in paths:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with open_read(path) as handle:
             tables.append(pq.ParquetFile(handle).read(columns=columns))
     return pa.concat_tables(tables) if tables else pa.table({})
 
@@ -167,7 +159,7 @@ def parquet_rows(pattern: str) -> int:
     """Rows in the Parquet files matching `pattern`, from their footers (no data read)."""
     total = 0
     for metadata in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with open_read(metadata.path) as handle:
             total += pq.ParquetFile(handle).metadata.num_rows
     return total
 
@@ -232,30 +224,6 @@ class StageOutput:
         remove_empty_folders(self.folder)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace the file at `path` with `data` so that a reader sees the old bytes or the new, never a part.
-
-    Local disk: a temporary file, fsync, os.replace, fsync of the folder (the rename reaches the disk).
-    Object stores (gs://, s3://): one object write, which is atomic there.
-    """
-    if FileSystems.get_scheme(path) is not None:
-        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.write(data)
-        return
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
 
 def remove_empty_folders(folder: str) -> None:
     """Remove the empty folders under `folder`, and `folder` itself when it is left empty (local disk only:
@@ -266,13 +234,6 @@ def remove_empty_folders(folder: str) -> None:
         with contextlib.suppress(OSError):  # not empty
             os.rmdir(current)
 
-
-def read_bytes(path: str) -> bytes | None:
-    """A file's bytes through Beam's filesystems, None when there is none (a corpus.workdir `Reader`)."""
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        return handle.read()
 
 
 def find_stage_output(path: str, *stages: str) -> Output | None:
@@ -294,7 +255,7 @@ def stage_output(path: str, *stages: str) -> Output:
     return require_output(path, stages, read_bytes)
 
 
-def run_stage(
+def run_pipeline(
     output: StageOutput, transform: beam.PTransform, beam_args: list[str], keep: tuple[str, ...] = ()
 ):
     """Run one stage's transform on the runner the Beam options name, then publish its outputs; on any

@@ -33,3 +33,20 @@ def test_readme_is_a_front_page():
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; the reference belongs in docs/"
     assert "../shared" not in text, "README.md points outside the repository"
+
+
+def test_every_file_the_readme_and_layout_pages_name_exists():
+    """The layout sections are how a newcomer finds a stage: every `folder/file.py` they name is there, and
+    every corpus stage's row names its stage.py and transform."""
+    import re
+
+    from corpus.chain import CHAIN
+
+    for page in (ROOT / "README.md", ROOT / "docs" / "index.md", ROOT / "docs" / "design.md"):
+        text = page.read_text(encoding="utf-8")
+        named = set(re.findall(r"`((?:corpus|pipelines|training|webtext)/[a-z0-9_/]+\.py)`", text))
+        missing = [path for path in named if not (ROOT / path).is_file()]
+        assert not missing, f"{page.name} names files that do not exist: {missing}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for stage in CHAIN:
+        assert f"`pipelines/{stage}/stage.py`" in readme and f"`pipelines/{stage}/transform.py`" in readme

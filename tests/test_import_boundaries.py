@@ -24,7 +24,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
 sys.meta_path.insert(0, Block())
 sys.argv = ["webtext", *sys.argv[2:]]
-from pipelines.cli import main
+from webtext.cli import main
 code = main()
 leaked = sorted(BLOCKED & {m.split(".")[0] for m in sys.modules})
 assert not leaked, leaked
@@ -66,3 +66,77 @@ def test_help_answers_without_importing_either_framework(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
         assert "usage: webtext" in run.stdout
         assert time.monotonic() - started < 30  # a bound against hangs, not a speed target
+
+
+# The layers (docs/design.md): corpus/ is plain Python, pipelines/ adds Beam, training/ adds torch, webtext/
+# only parses and dispatches. Checked on every module-level import of our own code, from the source.
+PACKAGES = ("corpus", "pipelines", "training", "webtext")
+NEVER = {  # not even inside a function
+    "corpus": {"pipelines", "training", "webtext", "apache_beam", "torch"},
+    "pipelines": {"training", "webtext", "torch"},
+    "training": {"pipelines", "webtext", "apache_beam"},
+    "webtext": set(),
+}
+NOT_AT_MODULE_LEVEL = {  # the dispatcher loads a framework only when a verb runs (Beam: to check its options)
+    "corpus": set(),
+    "pipelines": set(),
+    "training": set(),
+    "webtext": {"apache_beam", "torch"},
+}
+
+
+def module_imports(inside_functions: bool = True) -> dict[str, set[str]]:
+    """Module name -> the modules it imports; with `inside_functions` False, at module level only (imports
+    inside functions run when a verb runs: that is how a verb loads its framework)."""
+    import ast
+
+    graph = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            found = set()
+            for node in ast.walk(tree) if inside_functions else tree.body:
+                if isinstance(node, ast.Import):
+                    found |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+                    found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            graph[module] = found
+    return graph
+
+
+def test_each_layer_imports_only_what_it_may():
+    rules = ((module_imports(), NEVER), (module_imports(inside_functions=False), NOT_AT_MODULE_LEVEL))
+    wrong = [
+        f"{module} imports {name}"
+        for graph, rule in rules
+        for module, names in graph.items()
+        for name in names
+        if name.split(".")[0] in rule[module.split(".")[0]]
+    ]
+    assert not wrong
+
+
+def test_no_import_cycles_among_our_modules():
+    graph = module_imports()
+    edges = {
+        module: {name for name in names if name in graph and name != module}
+        for module, names in graph.items()
+    }
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for name in sorted(edges[module]):
+            if state.get(name) == 1:
+                cycles.append(" -> ".join([*path[path.index(name) :], name]))
+            elif name not in state:
+                visit(name, [*path, name])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles

@@ -37,8 +37,8 @@ stage_flags=(--stage-flags "fetch=$FETCH_FLAGS")
 [[ -n "$NGRAMS_FLAGS" ]] && stage_flags+=(--stage-flags "ngrams=$NGRAMS_FLAGS")
 [[ -n "$FROM_WARC" ]] && stage_flags+=(--from-warc "$FROM_WARC")
 
-# `python -m pipelines.cli` is the `webtext` command of that environment.
-exec "$PYTHON" -m pipelines.cli build --dumps "$DUMPS" --out "$OUT" "${stage_flags[@]}" \
+# `python -m webtext.cli` is the `webtext` command of that environment.
+exec "$PYTHON" -m webtext.cli build --dumps "$DUMPS" --out "$OUT" "${stage_flags[@]}" \
     --runner=DataflowRunner \
     --project="$PROJECT" \
     --region="$REGION" \

@@ -31,7 +31,7 @@ COPY pipelines /opt/webtext/pipelines
 COPY training /opt/webtext/training
 RUN pip install --constraint /opt/apache/beam/base-constraints.txt /opt/webtext \
     && pip check \
-    && python -c "import apache_beam, pipelines.cli; assert apache_beam.__version__ == '${BEAM_VERSION}'" \
+    && python -c "import apache_beam, webtext.cli; assert apache_beam.__version__ == '${BEAM_VERSION}'" \
     && webtext --help > /dev/null
 
 # The base image's ENTRYPOINT (/opt/apache/beam/boot) is kept: Dataflow and the portable runners start the

@@ -39,8 +39,8 @@ stage_flags=(--stage-flags "fetch=$FETCH_FLAGS")
 [[ -n "$FROM_WARC" ]] && stage_flags+=(--from-warc "$FROM_WARC")
 read -r -a extra <<< "$EXTRA_OPTIONS"
 
-# `python -m pipelines.cli` is the `webtext` command of that environment.
-exec "$PYTHON" -m pipelines.cli build --dumps "$DUMPS" --out "$OUT" "${stage_flags[@]}" \
+# `python -m webtext.cli` is the `webtext` command of that environment.
+exec "$PYTHON" -m webtext.cli build --dumps "$DUMPS" --out "$OUT" "${stage_flags[@]}" \
     --runner=PortableRunner \
     --job_endpoint="$JOB_ENDPOINT" \
     --artifact_endpoint="$ARTIFACT_ENDPOINT" \

@@ -1,4 +1,5 @@
-"""The dedup stage: docs -> `dedup/part-*.parquet` (the kept documents), `dedup/clusters-*.parquet`, ledger.
+"""The dedup stage's transform: docs -> `dedup/part-*.parquet` (the kept documents),
+`dedup/clusters-*.parquet`, ledger.
 
     docs -> key by SHA-1 of the normalized text -> GroupByKey -> exact duplicates (keep rule per group)
       -> survivors -> BatchElements -> MinHash signatures (vectorized, corpus/minhash.py)
@@ -20,15 +21,14 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.metrics import Metrics
 
 from corpus.docs import DOCS_SCHEMA
 from corpus.minhash import MinHashConfig, MinHasher, band_keys
 from corpus.near_duplicates import keep_order, verified_pairs
 from corpus.ngrams import normalize
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.components import ConnectedComponents
-from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
+from pipelines.dedup.components import ConnectedComponents
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stable_shard
 
 STAGE = "dedup"
 EXACT = "exact_duplicate"
@@ -128,14 +128,15 @@ def _kept_docs(element):
             yield row
 
 
-class DeduplicateDocs(beam.PTransform):
+class Dedup(beam.PTransform):
+    """The docs table -> kept documents, clusters, ledger and stats.json in `output`'s generation."""
+
     def __init__(self, options: DedupOptions, output: StageOutput) -> None:
         super().__init__()
         self.options, self.output = options, output
 
     def expand(self, pbegin):
-        opts, n = self.options, self.options.num_shards
-        bands, rows = opts.minhash.bands()
+        opts = self.options
         docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
         exact = (
             docs
@@ -144,18 +145,42 @@ class DeduplicateDocs(beam.PTransform):
             | "Exact" >> beam.FlatMap(_exact).with_outputs("removed", main="survivors")
         )
         survivors = exact.survivors
-        karma = survivors | "Karma" >> beam.Map(lambda row: (row["id"], row["karma"]))
-        edges = (
+        edges = self._near_edges(survivors)
+        near = self._near_decisions(survivors, edges)
+        decisions = (exact.removed, near) | "Decisions" >> beam.Flatten()
+        kept = (
+            {"doc": survivors | "KeyDocs" >> beam.Map(lambda r: (r["id"], r)), "decision": decisions}
+            | "JoinDecisions" >> beam.CoGroupByKey()
+            | "Kept" >> beam.FlatMap(_kept_docs)
+        )
+        dropped = self._write(kept, decisions)
+        counts = (
+            docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
+            kept | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
+            edges | "EdgeCount" >> beam.Map(lambda _: Counter({"verified_pairs": 1})),
+        ) | "AllCounts" >> beam.Flatten()
+        return (counts, dropped) | "Stats" >> WriteStats(self.output, self._config())
+
+    def _near_edges(self, survivors):
+        """Survivors -> distinct (id, id) pairs whose MinHash signatures share an LSH band and estimate
+        Jaccard >= threshold."""
+        minhash = self.options.minhash
+        bands, rows = minhash.bands()
+        return (
             survivors
             | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-            | "Signatures" >> beam.ParDo(Signatures(opts.minhash))
+            | "Signatures" >> beam.ParDo(Signatures(minhash))
             | "Bands" >> beam.FlatMap(_bands, bands, rows)
             | "Buckets" >> beam.GroupByKey()
-            | "Verify" >> beam.FlatMap(_edges, opts.minhash.threshold)
+            | "Verify" >> beam.FlatMap(_edges, minhash.threshold)
             | "DistinctEdges" >> beam.Distinct()
         )
-        components = edges | "Components" >> ConnectedComponents(opts.rounds)
-        near = (
+
+    def _near_decisions(self, survivors, edges):
+        """Edges -> connected components -> (id, decision) by the keep rule of each component."""
+        karma = survivors | "Karma" >> beam.Map(lambda row: (row["id"], row["karma"]))
+        components = edges | "Components" >> ConnectedComponents(self.options.rounds)
+        return (
             {"label": components, "karma": karma}
             | "JoinKarma" >> beam.CoGroupByKey()
             | "Members"
@@ -165,12 +190,10 @@ class DeduplicateDocs(beam.PTransform):
             | "ByComponent" >> beam.GroupByKey()
             | "Near" >> beam.FlatMap(_near)
         )
-        decisions = (exact.removed, near) | "Decisions" >> beam.Flatten()
-        kept = (
-            {"doc": survivors | "KeyDocs" >> beam.Map(lambda r: (r["id"], r)), "decision": decisions}
-            | "JoinDecisions" >> beam.CoGroupByKey()
-            | "Kept" >> beam.FlatMap(_kept_docs)
-        )
+
+    def _write(self, kept, decisions):
+        """The kept documents, the clusters table and the ledger; returns the per-reason drop counts."""
+        n = self.options.num_shards
         kept | "WriteDocs" >> WriteSortedShards(
             self.output.path("part"), n, DOCS_SCHEMA, lambda row: row["id"]
         )
@@ -184,34 +207,16 @@ class DeduplicateDocs(beam.PTransform):
             CLUSTERS_SCHEMA,
             lambda row: f"{row['id']}\t{row['reason']}\t{row['kept_id']}",
         )
-        dropped = (
+        return (
             decisions
             | "Removed" >> beam.Filter(lambda kv: kv[1][0] not in KEPT)
             | "LedgerRows"
             >> beam.MapTuple(lambda doc_id, d: (stable_shard(doc_id, n), [(doc_id, STAGE, d[0], d[1])]))
             | "WriteLedger" >> WriteLedger(self.output, n)
         )
-        counts = (
-            docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
-            kept | "Out" >> beam.Map(_count_kept),
-            edges | "EdgeCount" >> beam.Map(lambda _: Counter({"verified_pairs": 1})),
-        ) | "AllCounts" >> beam.Flatten()
-        config = {
-            "dedup": {
-                **{k: getattr(opts.minhash, k) for k in opts.minhash.__dataclass_fields__},
-                "bands": bands,
-                "rows": rows,
-                "rounds": opts.rounds,
-            }
-        }
-        return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
 
-
-def _count_kept(_row) -> Counter:
-    Metrics.counter(STAGE, "kept").inc()
-    return Counter({"out": 1})
-
-
-def run_dedup(options: DedupOptions, out_dir: str, beam_args: list[str]) -> None:
-    output = StageOutput(out_dir, STAGE)
-    run_stage(output, DeduplicateDocs(options, output), beam_args)
+    def _config(self) -> dict:
+        minhash = self.options.minhash
+        bands, rows = minhash.bands()
+        fields = {k: getattr(minhash, k) for k in minhash.__dataclass_fields__}
+        return {"dedup": {**fields, "bands": bands, "rows": rows, "rounds": self.options.rounds}}

@@ -1,4 +1,4 @@
-"""The extract stage: ok rows of the fetch index -> `extract/part-*.parquet`, ledger, stats.json.
+"""The extract stage's transform: ok rows of the fetch index -> `extract/part-*.parquet`, ledger, stats.json.
 
 index rows (outcome ok) -> Reshuffle -> ExtractDocs: read the WARC record at (warc_file, offset, length),
   decode its body (gzip/deflate, capped), trafilatura in a child process with a per-document time limit
@@ -12,16 +12,14 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from corpus.docs import DOCS_SCHEMA, doc_id, doc_row
 from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor
 from corpus.http_wire import decode_body
 from corpus.warc import WarcError, read_response
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
+from pipelines.files import join, open_read
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stable_shard
 
 STAGE = "extract"
 LEDGER = "ledger"
@@ -37,10 +35,11 @@ class ExtractOptions:
     config: ExtractConfig
     max_bytes: int = 5 * 2**20
     num_shards: int = 1
+    index_rows: int = 0  # rows of the index (the log line only)
 
 
 def read_record(warc_file: str, offset: int, length: int) -> bytes:
-    with FileSystems.open(warc_file, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with open_read(warc_file) as handle:
         handle.seek(offset)
         return handle.read(length)
 
@@ -59,7 +58,7 @@ class ExtractDocs(beam.DoFn):
         opts, url = self.options, row["url"]
         path = row["warc_file"]
         if "://" not in path and not path.startswith("/"):
-            path = FileSystems.join(opts.work_dir, path)
+            path = join(opts.work_dir, path)
         try:
             response = read_response(read_record(path, row["offset"], row["length"]), path, row["offset"])
         except (WarcError, OSError) as err:
@@ -77,16 +76,16 @@ class ExtractDocs(beam.DoFn):
         if extracted.outcome != "ok":
             yield self._drop(url, extracted.outcome, extracted.detail)
             return
-        Metrics.counter(STAGE, "docs").inc()
         yield doc_row(row, extracted, payload, EXTRACTOR)
 
     @staticmethod
     def _drop(url: str, reason: str, detail: str):
-        Metrics.counter(STAGE, reason).inc()
         return beam.pvalue.TaggedOutput(LEDGER, (doc_id(url), STAGE, reason, f"{url}: {detail}"[:500]))
 
 
-class ExtractPages(beam.PTransform):
+class Extract(beam.PTransform):
+    """The fetch index -> documents, ledger and stats.json in `output`'s generation."""
+
     def __init__(self, options: ExtractOptions, output: StageOutput) -> None:
         super().__init__()
         self.options, self.output = options, output
@@ -112,16 +111,14 @@ class ExtractPages(beam.PTransform):
             pages | "In" >> beam.Map(lambda _: Counter({"in": 1})),
             docs.docs | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
         ) | "AllCounts" >> beam.Flatten()
-        config = {
+        return (counts, dropped) | "Stats" >> WriteStats(self.output, self._config())
+
+    def _config(self) -> dict:
+        opts = self.options
+        return {
             "extract": {
                 "extractor": EXTRACTOR,
                 "max_bytes": opts.max_bytes,
                 **{k: getattr(opts.config, k) for k in opts.config.__dataclass_fields__},
             }
         }
-        return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
-
-
-def run_extract(options: ExtractOptions, out_dir: str, beam_args: list[str]) -> None:
-    output = StageOutput(out_dir, STAGE)
-    run_stage(output, ExtractPages(options, output), beam_args)

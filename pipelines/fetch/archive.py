@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from corpus.fetch_index import NOT_IN_ARCHIVE, index_row
@@ -24,7 +22,8 @@ from corpus.fetcher import FetchConfig
 from corpus.http_wire import media_type
 from corpus.urls import InvalidURL, canonicalize_url
 from corpus.warc import iter_responses
-from pipelines.fetch import STAGE, finish_index
+from pipelines.fetch.transform import STAGE, finish_index
+from pipelines.files import open_read
 from pipelines.outputs import read_parquet
 
 
@@ -40,7 +39,7 @@ class ReadArchive(beam.DoFn):
     """Archive path -> (canonical URL, response metadata) for every response record."""
 
     def process(self, path: str):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with open_read(path) as stream:
             for response in iter_responses(stream, path, max_body=0):
                 try:
                     url = canonicalize_url(response.url)

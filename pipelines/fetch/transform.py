@@ -1,4 +1,5 @@
-"""The fetch stage: links -> WARC files + `fetch/index-*.parquet` (one row per link), ledger, stats.json.
+"""The fetch stage's network transform: links -> WARC files + `fetch/index-*.parquet` (one row per link),
+ledger, stats.json.
 
     links (+ the previous index, when rerun into the same output)
       -> CoGroupByKey on URL: a terminal earlier outcome is carried over, the rest is fetched
@@ -7,7 +8,7 @@
       -> index rows -> sorted shards; non-ok rows -> ledger (reason = outcome)
 
 Grouping by host bucket is what makes `--per-host-delay` hold across the stage's workers: a host's URLs
-all reach one worker. `--from-warc` reads existing archives instead (pipelines/fetch_archive.py).
+all reach one worker. `--from-warc` reads existing archives instead (archive.py).
 
 Nothing a server sends can fail the stage: the fetcher classifies it, and each URL's whole path (fetch,
 WARC records, index row) is one `try` whose failure, a bug of ours, is the row `internal_error` with the
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -35,7 +35,8 @@ from corpus.fetcher import Exchange, FetchConfig, Fetcher, FetchResult, is_termi
 from corpus.urls import host_of
 from corpus.warc import WarcFileWriter
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
+from pipelines.files import open_write
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stable_shard
 
 STAGE = "fetch"
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class FetchBucket(beam.DoFn):
         name = f"{self.run_id}-{bucket:05d}.warc.gz"
         path = self.output.path(name)
         lock, started = threading.Lock(), time.monotonic()
-        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with open_write(path) as handle:
             writer = WarcFileWriter(handle)
 
             def fetch_one(link: dict) -> dict:
@@ -163,7 +164,7 @@ def _carry_or_fetch(element: tuple[str, dict]):
         yield link
 
 
-class FetchLinks(beam.PTransform):
+class Fetch(beam.PTransform):
     """Links table -> index shards, WARC files, ledger and stats in `output`'s generation."""
 
     def __init__(self, options: FetchOptions, output: StageOutput) -> None:
@@ -221,18 +222,10 @@ def finish_index(rows, output: StageOutput, num_shards: int, config: dict):
 
 
 def count_outcome(row: dict) -> Counter:
-    """Beam counter `fetch:<outcome>` for monitoring, and the row's share of the stats."""
-    Metrics.counter(STAGE, row["outcome"]).inc()
+    """The row's share of the stats (its outcome, when not ok, is counted by the ledger)."""
     return Counter({"in": 1, "out": int(row["outcome"] == "ok")})
 
 
 def _describe(opts: FetchOptions) -> dict:
     cfg = opts.config
     return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__} | {"buckets": opts.buckets}
-
-
-def run_fetch(make_transform, out_dir: str, beam_args: list[str], keep: tuple[str, ...]) -> None:
-    """Run a fetch-stage transform (made from the StageOutput) and publish; earlier files matching `keep`
-    stay."""
-    output = StageOutput(out_dir, STAGE)
-    run_stage(output, make_transform(output), beam_args, keep)

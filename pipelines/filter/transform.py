@@ -1,4 +1,5 @@
-"""The filter stage: documents -> `filter/part-*.parquet`, dropping Wikipedia and low-quality text.
+"""The filter stage's transform: documents -> `filter/part-*.parquet`, dropping Wikipedia and low-quality
+text.
 
     docs -> FilterDocs: Wikipedia host of the URL or final URL (defence in depth after the links stage),
       optional 8-gram overlap with a Wikipedia reference (mirrors and copies), optional decontamination
@@ -16,14 +17,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from corpus.docs import DOCS_SCHEMA
 from corpus.overlap import EvalNgrams
 from corpus.quality import QualityConfig, quality_drop
 from corpus.wikipedia import WIKIPEDIA, WikipediaReference, wikipedia_copy, wikipedia_host
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, run_stage, stable_shard
+from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stable_shard
 
 STAGE = "filter"
 LEDGER = "ledger"
@@ -39,6 +39,7 @@ class FilterOptions:
     wikipedia_domains: frozenset[str] | None = None  # None: the packaged list
     decontaminate: EvalNgrams | None = None  # evaluation sets whose n-grams no kept document may share
     num_shards: int = 1
+    docs_rows: int = 0  # rows of the docs table (the log line only)
 
 
 def why_dropped(row: dict, opts: FilterOptions) -> tuple[str, str] | None:
@@ -65,14 +66,15 @@ class FilterDocs(beam.DoFn):
             yield row
             return
         reason, detail = dropped
-        Metrics.counter(STAGE, reason).inc()
         shard = stable_shard(row["id"], self.options.num_shards)
         yield beam.pvalue.TaggedOutput(
             LEDGER, (shard, [(row["id"], STAGE, reason, f"{row['url']}: {detail}"[:500])])
         )
 
 
-class FilterDocuments(beam.PTransform):
+class Filter(beam.PTransform):
+    """The docs table -> kept documents, ledger and stats.json in `output`'s generation."""
+
     def __init__(self, options: FilterOptions, output: StageOutput) -> None:
         super().__init__()
         self.options, self.output = options, output
@@ -89,7 +91,11 @@ class FilterDocuments(beam.PTransform):
             docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
             kept.kept | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
         ) | "AllCounts" >> beam.Flatten()
-        config = {
+        return (counts, dropped) | "Stats" >> WriteStats(self.output, self._config())
+
+    def _config(self) -> dict:
+        opts = self.options
+        return {
             "filter": {
                 **{k: getattr(opts.quality, k) for k in opts.quality.__dataclass_fields__},
                 "wikipedia_reference": opts.reference is not None,
@@ -97,7 +103,6 @@ class FilterDocuments(beam.PTransform):
                 **decontamination_config(opts.decontaminate),
             }
         }
-        return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
 
 
 def decontamination_config(sets: EvalNgrams | None) -> dict:
@@ -106,8 +111,3 @@ def decontamination_config(sets: EvalNgrams | None) -> dict:
     if sets is None:
         return {}
     return {"decontaminate": sets.sizes(), "decontam_n": sets.n}
-
-
-def run_filter(options: FilterOptions, out_dir: str, beam_args: list[str]) -> None:
-    output = StageOutput(out_dir, STAGE)
-    run_stage(output, FilterDocuments(options, output), beam_args)

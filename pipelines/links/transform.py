@@ -1,4 +1,4 @@
-"""The links stage: Pushshift submission dumps -> `links/part-*.parquet`, the ledger and stats.json.
+"""The links stage's transform: Pushshift submission dumps -> `links/part-*.parquet`, ledger, stats.json.
 
     dump files -> (file, split) -> Reshuffle -> ReadSubmissions: decompress, parse, submission rules
       -> (links shard, [(canonical URL, contribution)]) -> GroupByKey -> AggregateLinks: karma rule, write
@@ -20,10 +20,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
 
 from corpus.dumps import DEFAULT_MAX_LINE_BYTES, iter_dump_lines, unreadable_dump
 from corpus.link_rules import (
@@ -38,12 +34,12 @@ from corpus.link_rules import (
 )
 from corpus.submissions import LINE_TOO_LONG, Rejection, parse_submission
 from pipelines.accounting import WriteLedger, WriteStats
+from pipelines.files import open_read
 from pipelines.outputs import (
     GroupShards,
     ShardBatcher,
     StageOutput,
     gc_paused,
-    run_stage,
     shard_name,
     write_table,
 )
@@ -53,13 +49,6 @@ LEDGER = "ledger"
 COUNTS = "counts"
 PROGRESS_SECONDS = 30
 log = logging.getLogger(__name__)
-
-
-def count_reasons(reasons: Counter[str], **figures: int) -> None:
-    """Beam counters `links:<reason>` and `links:<figure>`, for monitoring a run; stats.json is computed
-    from the data itself."""
-    for name, n in {**reasons, **figures}.items():
-        Metrics.counter(STAGE, name).inc(n)
 
 
 @dataclass(frozen=True)
@@ -86,7 +75,6 @@ class ReadSubmissions(beam.DoFn):
         name, opts = os.path.basename(path), self.options
         links, ledger = ShardBatcher(opts.num_shards), ShardBatcher(opts.num_shards)
         counts: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
         started = reported = time.monotonic()
         with open_dump(path) as raw:
             for line in iter_dump_lines(raw, path, index, num_splits, max_line_bytes=opts.max_line_bytes):
@@ -109,21 +97,17 @@ class ReadSubmissions(beam.DoFn):
                     ledger.add(
                         where, (where, STAGE, LINE_TOO_LONG, f"{where}: over {opts.max_line_bytes} bytes")
                     )
-                    reasons[LINE_TOO_LONG] += 1
                 elif isinstance(parsed := parse_submission(line.data), Rejection):
                     row_id = parsed.id or where
                     ledger.add(row_id, (row_id, STAGE, parsed.reason, f"{where}: {parsed.detail}"))
-                    reasons[parsed.reason] += 1
                 elif isinstance(decided := self.rules.apply(parsed), Dropped):
                     ledger.add(parsed.id, (parsed.id, STAGE, decided.reason, decided.detail))
-                    reasons[decided.reason] += 1
                 else:
                     url, contribution = decided
                     links.add(url, (url, tuple(contribution)))
                 if links.full() or ledger.full():
                     yield from _emit(links, ledger)
         yield from _emit(links, ledger)
-        count_reasons(reasons, submissions_read=counts["in"])
         log.info(
             "links: %s split %d/%d: %d submissions in %.1f s",
             name,
@@ -138,7 +122,7 @@ class ReadSubmissions(beam.DoFn):
 def open_dump(path: str) -> BinaryIO:
     """The raw bytes of a dump on any Beam filesystem; DumpError naming it when it cannot be opened."""
     try:
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        return open_read(path)
     except OSError as err:  # BeamIOError, from remote filesystems, is one too
         raise unreadable_dump(path, err) from None
 
@@ -168,17 +152,14 @@ class AggregateLinks(beam.DoFn):
                 for url, contribution in batch:
                     accumulate(per_url.setdefault(url, {}), Contribution(*contribution))
             rows, ledger = [], ShardBatcher(opts.num_shards)
-            reasons: Counter[str] = Counter()
             for url in sorted(per_url):
                 decision = decide_link(url, per_url[url], opts.config)
                 for sub_id, reason, detail in decision.drops:
                     ledger.add(sub_id, (sub_id, STAGE, reason, detail))
-                    reasons[reason] += 1
                 if decision.row is not None:
                     rows.append(decision.row)
             path = shard_name(self.output.path("part"), index, opts.num_shards)
             write_table(path, rows, LINKS_SCHEMA)
-        count_reasons(reasons, links_kept=len(rows))
         for batch in ledger.drain():
             yield beam.pvalue.TaggedOutput(LEDGER, batch)
         yield beam.pvalue.TaggedOutput(
@@ -186,7 +167,7 @@ class AggregateLinks(beam.DoFn):
         )
 
 
-class ExtractLinks(beam.PTransform):
+class Links(beam.PTransform):
     """Dump paths -> links shards, ledger and stats.json in `output`'s generation."""
 
     def __init__(self, options: LinksOptions, output: StageOutput) -> None:
@@ -221,12 +202,3 @@ class ExtractLinks(beam.PTransform):
             "num_shards": opts.num_shards,
         }
         return (counts, dropped) | "Stats" >> WriteStats(self.output, config)
-
-
-def run_links(options: LinksOptions, out_dir: str, beam_args: list[str]) -> dict[str, int]:
-    """Run the links stage and publish its outputs under `out_dir`; on failure nothing is published.
-    Returns the run's Beam counters as {"links:<name>": value}."""
-    output = StageOutput(out_dir, STAGE)
-    result = run_stage(output, ExtractLinks(options, output), beam_args)
-    counters = result.metrics().query(MetricsFilter().with_namespace(STAGE))["counters"]
-    return {f"{STAGE}:{c.key.metric.name}": c.committed for c in counters}

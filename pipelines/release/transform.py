@@ -1,4 +1,4 @@
-"""The release stage: documents -> WebDataset tar shards, tokenizer, manifest.json and datasheet.md.
+"""The release stage's transform: documents -> WebDataset tar shards, manifest.json and datasheet.md.
 
     docs -> split (stable hash of the id: val never leaks into train) -> BatchElements -> tokenize (workers)
       -> per split: shard count from the split's total bytes (a side input), shard = stable hash of the id
@@ -6,6 +6,9 @@
       -> write_shard (samples sorted by id, fixed tar headers, tmp + rename)
       -> manifest.json (every shard's sha256/bytes/docs/tokens, the tokenizer, every stage's config and stats)
       -> datasheet.md + plots
+
+The tokenizer (tokenizer.py) is made in the driver and written into the generation before the pipeline runs
+(`ReleaseStage.prepare`); the workers read it from there.
 
 Shards are filled by a hash of the document id, so their sizes vary around the target (`--shard-bytes` or
 `--shard-docs`) and the same inputs give byte-identical shards and manifest whatever the worker count.
@@ -16,32 +19,25 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
 import apache_beam as beam
 import numpy as np
-import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from corpus.chain import CHAIN
 from corpus.datasheet import write_datasheet
 from corpus.shards import Sample, shard_name, write_shard
 from corpus.tokenizer import Tokenizer
 from pipelines.accounting import WriteStats
-from pipelines.outputs import (
-    StageOutput,
-    find_stage_output,
-    read_bytes,
-    read_parquet,
-    run_stage,
-    stable_shard,
-)
+from pipelines.files import open_read, open_write, read_bytes, write_manifest
+from pipelines.outputs import StageOutput, find_stage_output, read_parquet, stable_shard
 
 STAGE = "release"
 FORMAT_VERSION = 1
 META_FIELDS = ("url", "domain", "title", "karma", "submission_ids", "subreddits", "first_created_utc", "date")
+TOKENIZER_PATH = ("tokenizer", "tokenizer.json")  # inside the release
 
 
 @dataclass(frozen=True)
@@ -54,6 +50,7 @@ class ReleaseOptions:
     shard_docs: int | None = None
     stages: dict = field(default_factory=dict)  # {stage: stats.json} of the earlier stages
     allow_empty: bool = False  # recorded only when set, so earlier manifests keep their bytes
+    documents: int = 0  # how many the docs hold (for the log line only)
 
 
 def split_of(doc_id: str, val_fraction: float) -> str:
@@ -70,7 +67,7 @@ class Tokenize(beam.DoFn):
         self.tokenizer_path = tokenizer_path
 
     def setup(self) -> None:
-        with FileSystems.open(self.tokenizer_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with open_read(self.tokenizer_path) as handle:
             self.tokenizer = Tokenizer.from_json(handle.read().decode("utf-8"))
         self.dtype = self.tokenizer.token_dtype()
 
@@ -107,9 +104,7 @@ class WriteShards(beam.DoFn):
 
 
 def _open(path: str, mode: str = "rb"):
-    if "w" in mode:
-        return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return open_write(path) if "w" in mode else open_read(path)
 
 
 def shard_numbers(keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -130,7 +125,7 @@ def num_shards(totals: dict, split: str, shard_bytes: int, shard_docs: int | Non
 
 
 class WriteManifest(beam.DoFn):
-    """All shard infos + summaries -> manifest.json and datasheet.md in the run's generation."""
+    """All shard infos + summaries -> manifest.json in the run's generation."""
 
     def __init__(self, config: dict, tokenizer: dict, stages: dict, output: StageOutput) -> None:
         self.config, self.tokenizer, self.stages, self.output = config, tokenizer, stages, output
@@ -149,11 +144,7 @@ class WriteManifest(beam.DoFn):
             "splits": splits,
             "stages": dict(sorted(self.stages.items())),
         }
-        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        with FileSystems.create(
-            self.output.path("manifest.json"), compression_type=CompressionTypes.UNCOMPRESSED
-        ) as handle:
-            handle.write(text.encode("utf-8"))
+        write_manifest(self.output.root, manifest)
         yield manifest
 
 
@@ -169,7 +160,7 @@ def release_config(opts: ReleaseOptions) -> dict:
 def tokenizer_info(opts: ReleaseOptions) -> dict:
     tokenizer = Tokenizer.from_json(opts.tokenizer_json)
     return {
-        "path": "tokenizer/tokenizer.json",
+        "path": "/".join(TOKENIZER_PATH),
         "sha256": hashlib.sha256(opts.tokenizer_json.encode()).hexdigest(),
         "vocab_size": tokenizer.vocab_size,
         "eot_id": tokenizer.eot_id,
@@ -206,30 +197,40 @@ def _shard_key(element: tuple[str, tuple], totals: dict, shard_bytes: int, shard
     return (split, stable_shard(doc[0], num_shards(totals, split, shard_bytes, shard_docs))), doc
 
 
-class ReleaseDocs(beam.PTransform):
+def _split_counts(split: str, doc: tuple):  # no return hint: Beam would infer a dict coder for Counter
+    return Counter({f"{split}_docs": 1, f"{split}_bytes": sample_bytes(doc)})
+
+
+class Release(beam.PTransform):
+    """The documents of `options.docs` -> the release's shards, manifest.json, datasheet.md and stats.json
+    in `output`'s generation (which already holds tokenizer/tokenizer.json)."""
+
     def __init__(self, options: ReleaseOptions, output: StageOutput) -> None:
         super().__init__()
         self.options, self.output = options, output
+        self.info = tokenizer_info(options)
+        self.dtype = "uint16" if self.info["vocab_size"] <= 65536 else "uint32"
+        self.itemsize = np.dtype(self.dtype).itemsize
 
     def expand(self, pbegin):
-        opts = self.options
-        info = tokenizer_info(opts)
-        dtype = "uint16" if info["vocab_size"] <= 65536 else "uint32"
-        itemsize = np.dtype(dtype).itemsize
-        docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
+        docs = pbegin | "ReadDocs" >> read_parquet(self.options.docs)
         samples = (
             docs
             | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=2048)
-            | "Tokenize" >> beam.ParDo(Tokenize(self.output.path("tokenizer", "tokenizer.json")))
+            | "Tokenize" >> beam.ParDo(Tokenize(self.output.path(*TOKENIZER_PATH)))
         )
+        infos = self._write_shards(samples)
+        self._write_manifest(infos, samples)
+        return self._write_stats(pbegin, docs, samples)
+
+    def _write_shards(self, samples):
+        """Samples -> their split's shards, written; one (split, shard info) per shard."""
+        opts = self.options
         val_fraction = opts.val_fraction  # lambdas capture only small values: a closure is pickled whole
         keyed = samples | "Split" >> beam.Map(lambda doc: (split_of(doc[0], val_fraction), doc))
         totals = (
             keyed
-            | "Sizes"
-            >> beam.MapTuple(
-                lambda split, s: Counter({f"{split}_docs": 1, f"{split}_bytes": sample_bytes(s)})
-            )
+            | "Sizes" >> beam.MapTuple(_split_counts)
             | "Totals" >> beam.CombineGlobally(lambda cs: sum(cs, Counter()))
         )
         shards = (
@@ -244,58 +245,47 @@ class ReleaseDocs(beam.PTransform):
             | "AllFilled" >> beam.combiners.ToList()
             | "Number" >> beam.Map(shard_numbers)
         )
-        infos = shards | "Write" >> beam.ParDo(
-            WriteShards(self.output, dtype), beam.pvalue.AsSingleton(numbers)
+        return shards | "Write" >> beam.ParDo(
+            WriteShards(self.output, self.dtype), beam.pvalue.AsSingleton(numbers)
         )
+
+    def _write_manifest(self, infos, samples) -> None:
+        """Every shard's info -> manifest.json, then datasheet.md from it and the documents' facts."""
+        opts = self.options
         summary = (
             samples
-            | "Facts" >> beam.Map(_facts, itemsize)
+            | "Facts" >> beam.Map(_facts, self.itemsize)
             | "AllFacts" >> beam.combiners.ToList()
             | "Summarize" >> beam.Map(_summary_of)
         )
         manifest = (
             infos
             | "AllShards" >> beam.combiners.ToList()
-            | "Manifest" >> beam.ParDo(WriteManifest(release_config(opts), info, opts.stages, self.output))
+            | "Manifest"
+            >> beam.ParDo(WriteManifest(release_config(opts), self.info, opts.stages, self.output))
         )
         _ = manifest | "Datasheet" >> beam.Map(_datasheet, self.output.root, beam.pvalue.AsSingleton(summary))
+
+    def _write_stats(self, pbegin, docs, samples):
+        """stats.json: documents in and out and the tokens released (the counters release:in, :out, :tokens);
+        the release drops nothing."""
+        itemsize = self.itemsize
         counts = (
             docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
             samples | "Out" >> beam.Map(lambda doc: Counter({"out": 1, "tokens": len(doc[3]) // itemsize})),
         ) | "AllCounts" >> beam.Flatten()
         dropped = pbegin | "NoDrops" >> beam.Create([Counter()])
         return (counts, dropped) | "Stats" >> WriteStats(
-            self.output, {"release": {"tokenizer": opts.tokenizer_spec}}
+            self.output, {STAGE: {"tokenizer": self.options.tokenizer_spec}}
         )
 
 
 def stage_stats(work_dir: str) -> dict[str, dict]:
-    """The stats.json of every earlier stage committed in the work directory, keyed by stage name."""
+    """The stats.json of every earlier stage of the chain committed in the work directory, keyed by stage."""
     stats = {}
-    for stage in ("links", "fetch", "extract", "dedup", "filter"):
+    for stage in CHAIN[: CHAIN.index(STAGE)]:
         output = find_stage_output(work_dir, stage)
         if output is not None and (data := read_bytes(output.join("stats.json"))) is not None:
             raw = json.loads(data.decode("utf-8"))
             stats[raw["stage"]] = raw
     return stats
-
-
-def train_texts(docs: str, in_train) -> Iterator[str]:
-    """The texts of the train split, streamed from the docs files (for training the tokenizer)."""
-    for metadata in sorted(FileSystems.match([docs])[0].metadata_list, key=lambda m: m.path):
-        with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(columns=["id", "text"], batch_size=1024):
-                for doc_id, text in zip(
-                    batch.column("id").to_pylist(), batch.column("text").to_pylist(), strict=True
-                ):
-                    if in_train(doc_id):
-                        yield text
-
-
-def run_release(options: ReleaseOptions, out_dir: str, beam_args: list[str]) -> None:
-    output = StageOutput(out_dir, STAGE)
-    with FileSystems.create(
-        output.path("tokenizer", "tokenizer.json"), compression_type=CompressionTypes.UNCOMPRESSED
-    ) as handle:
-        handle.write(options.tokenizer_json.encode("utf-8"))
-    run_stage(output, ReleaseDocs(options, output), beam_args)

@@ -222,7 +222,8 @@ def test_signature_speed_vs_datasketch_bulk(collection):
 def test_dedup_stage_docs_per_second(collection, tmp_path):
     """The whole dedup stage (exact + MinHash + LSH + components + keep rule + writing) at 1 and 2 workers."""
     from corpus.docs import DOCS_SCHEMA
-    from pipelines.dedup import DedupOptions, run_dedup
+    from pipelines.dedup.stage import STAGE as DEDUP
+    from pipelines.dedup.transform import DedupOptions
     from pipelines.outputs import write_table
     from tests.pipelines.test_dedup_filter import doc
 
@@ -238,8 +239,8 @@ def test_dedup_stage_docs_per_second(collection, tmp_path):
         "--direct_running_mode=multi_processing",
         "--default_sdk_harness_log_level=WARNING",
     ]
-    one = timed(lambda: run_dedup(DedupOptions(docs, CONFIG), str(tmp_path / "one"), []))
-    two = timed(lambda: run_dedup(DedupOptions(docs, CONFIG, num_shards=2), str(tmp_path / "two"), multi))
+    one = timed(lambda: DEDUP.run(DedupOptions(docs, CONFIG), str(tmp_path / "one"), []))
+    two = timed(lambda: DEDUP.run(DedupOptions(docs, CONFIG, num_shards=2), str(tmp_path / "two"), multi))
     print(f"\ndedup stage, {len(rows)} documents ({os.cpu_count()} cores)")
     print(f"  1 worker   {len(rows) / one:8.0f} docs/s")
     print(f"  2 workers  {len(rows) / two:8.0f} docs/s   speed-up {one / two:.2f}x")

@@ -23,7 +23,8 @@ import trafilatura
 from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor, decode_html, extract_bytes
 from corpus.fetch_index import INDEX_SCHEMA, index_row
 from corpus.warc import WarcFileWriter
-from pipelines.extract import ExtractOptions, run_extract
+from pipelines.extract.stage import STAGE
+from pipelines.extract.transform import ExtractOptions
 from pipelines.outputs import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def test_extract_stage_throughput_against_bare_loop(tmp_path):
     index = write_indexed_pages(tmp_path / "work", pages)
     bare = bare_loop_seconds(repeat)
     one = timed_call(
-        lambda: run_extract(ExtractOptions(index, str(tmp_path / "work"), config), str(tmp_path / "one"), [])
+        lambda: STAGE.run(ExtractOptions(index, str(tmp_path / "work"), config), str(tmp_path / "one"), [])
     )
     multi = [
         "--direct_num_workers=2",
@@ -172,7 +173,7 @@ def test_extract_stage_throughput_against_bare_loop(tmp_path):
         "--default_sdk_harness_log_level=WARNING",
     ]
     two = timed_call(
-        lambda: run_extract(
+        lambda: STAGE.run(
             ExtractOptions(index, str(tmp_path / "work"), config, num_shards=2), str(tmp_path / "two"), multi
         )
     )

@@ -18,7 +18,8 @@ import zstandard
 from corpus.dumps import ZSTD_MAX_WINDOW
 from corpus.link_rules import Dropped, LinkConfig, LinkRules, accumulate, decide_link
 from corpus.submissions import Rejection, parse_submission
-from pipelines.links import LinksOptions, run_links
+from pipelines.links.stage import STAGE as LINKS
+from pipelines.links.transform import LinksOptions
 from tests.conftest import SAMPLE
 
 SUBMISSIONS = int(os.environ.get("BENCH_SUBMISSIONS", "300000"))
@@ -65,14 +66,14 @@ def test_links_throughput_against_bare_loop(tmp_path):
     dump = make_input(tmp_path / "RS_bench.zst", SUBMISSIONS)
     config = LinkConfig()
     bare = timed(lambda: bare_loop(dump, config))
-    one = timed(lambda: run_links(LinksOptions([str(dump)], config), str(tmp_path / "one"), []))
+    one = timed(lambda: LINKS.run(LinksOptions([str(dump)], config), str(tmp_path / "one"), []))
     multi = [
         "--direct_num_workers=2",
         "--direct_running_mode=multi_processing",
         "--default_sdk_harness_log_level=WARNING",
     ]
     split = LinksOptions([str(dump)], config, num_shards=2, splits_per_file=2)
-    two = timed(lambda: run_links(split, str(tmp_path / "two"), multi))
+    two = timed(lambda: LINKS.run(split, str(tmp_path / "two"), multi))
     rate = {name: SUBMISSIONS / seconds for name, seconds in (("bare", bare), ("one", one), ("two", two))}
     size = dump.stat().st_size / 2**20
     print(f"\nlinks stage, {SUBMISSIONS} submissions ({size:.1f} MiB zstd), {os.cpu_count()} cores")

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from corpus.tokenizer import gpt2_tokenizer
-from pipelines.release import ReleaseOptions, run_release
+from pipelines.release.stage import STAGE
+from pipelines.release.transform import ReleaseOptions
+from tests.conftest import committed
 from tests.pipelines.test_dedup_filter import doc, write_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +46,8 @@ def test_release_tokens_per_second_against_bare_batch_encode(tmp_path):
 
     rows = [doc(f"https://example.org/{i}", text, karma=i % 9) for i, text in enumerate(texts)]
     work = write_docs(tmp_path / "work", rows)
-    options = ReleaseOptions(str(work / "docs" / "part-*.parquet"), tokenizer.to_json(), f"gpt2:{GPT2}")
+    docs = str(committed(work, "extract") / "part-*.parquet")
+    options = ReleaseOptions(docs, tokenizer.to_json(), f"gpt2:{GPT2}")
     multi = [
         "--direct_num_workers=2",
         "--direct_running_mode=multi_processing",
@@ -52,8 +55,8 @@ def test_release_tokens_per_second_against_bare_batch_encode(tmp_path):
     ]
     seconds = {
         "bare": min(timed(bare) for _ in range(2)),
-        "one": timed(lambda: run_release(options, str(tmp_path / "one"), [])),
-        "two": timed(lambda: run_release(options, str(tmp_path / "two"), multi)),
+        "one": timed(lambda: STAGE.run(options, str(tmp_path / "one"), [])),
+        "two": timed(lambda: STAGE.run(options, str(tmp_path / "two"), multi)),
     }
     rate = {name: tokens / s for name, s in seconds.items()}
     print(

@@ -27,9 +27,9 @@ import pytest
 
 from corpus.shards import Sample, shard_name, write_shard
 from corpus.tokenizer import train_tokenizer
-from pipelines.cli import main as webtext_main
 from tests.training.release_fixture import write_manifest
 from training.trainer import TrainConfig, train
+from webtext.cli import main as webtext_main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data"))

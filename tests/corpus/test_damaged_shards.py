@@ -10,9 +10,9 @@ import pytest
 
 import corpus.shards
 from corpus.shards import read_shard
-from pipelines.cli import main
 from tests.damaged_release import AT_REST, DAMAGED, HOSTILE, MEMBER, OVERSIZED, PROBLEM, damage
 from tests.training.release_fixture import write_release
+from webtext.cli import main
 
 AT_REST_PROBLEM = {
     "flipped": "sha256 ",

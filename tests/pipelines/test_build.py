@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.build import STAGES
-from pipelines.cli import main
+from corpus.chain import CHAIN as STAGES
 from tests.conftest import SAMPLE, committed, submission, write_dump
+from webtext.cli import main
 
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]

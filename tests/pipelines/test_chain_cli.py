@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
 from tests.conftest import SAMPLE
+from webtext.cli import main
 
 WARC = SAMPLE.parent / "warc"
 RELEASE_FLAGS = ["--val-fraction", "0.2", "--tokenizer", "train:2000"]

@@ -1,6 +1,6 @@
 """A finished stage exits 0, every time. `webtext links` once aborted after printing its summary (exit -6,
 "terminate called without an active exception": a native thread pool torn down at interpreter exit); the
-console script now ends Beam verbs without that teardown (pipelines/cli.py, `run`). Fifty runs of a small
+console script now ends Beam verbs without that teardown (webtext/cli.py, `run`). Fifty runs of a small
 stage, two at a time, as separate processes through the installed console script."""
 
 from __future__ import annotations

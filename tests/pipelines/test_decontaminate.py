@@ -8,11 +8,11 @@ import pytest
 
 from corpus.docs import doc_id
 from corpus.ngrams import words
-from pipelines.cli import main
 from pipelines.outputs import read_table
 from tests.conftest import committed
 from tests.fixtures.near_duplicates import load_gold
 from tests.pipelines.test_dedup_filter import doc, write_docs
+from webtext.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBADA = ROOT / "corpus" / "sample" / "eval" / "lambada_test.first200.jsonl"

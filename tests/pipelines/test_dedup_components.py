@@ -7,7 +7,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from corpus.near_duplicates import reference_clusters
-from pipelines.components import ConnectedComponents, NotConverged
+from pipelines.dedup.components import ConnectedComponents, NotConverged
 
 
 def reference(edges):

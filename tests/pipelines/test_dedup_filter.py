@@ -9,10 +9,10 @@ import pytest
 from corpus.docs import DOCS_SCHEMA, doc_id
 from corpus.minhash import MinHashConfig, MinHasher
 from corpus.near_duplicates import reference_clusters, reference_pairs
-from pipelines.cli import main
 from pipelines.outputs import StageOutput, read_table, write_table
 from tests.conftest import committed
 from tests.fixtures.near_duplicates import load_gold, plant, shingle_sets, similar_pairs
+from webtext.cli import main
 
 MULTI = [
     "--direct_num_workers=2",

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from corpus.warc import read_response
-from pipelines.cli import main
 from pipelines.outputs import read_table
 from tests.conftest import committed, submission, write_dump
+from webtext.cli import main
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "warc"
 CC = FIXTURES / "resiliparse_warcfile.warc.gz"  # a real Common Crawl excerpt

@@ -11,11 +11,11 @@ import pytest
 
 from corpus.fetcher import OUTCOMES
 from corpus.warc import WarcFileWriter, iter_responses, read_response
-from pipelines.cli import main
+from pipelines.fetch.stage import STAGE as FETCH
 from pipelines.outputs import read_table
-from pipelines.summary import fetch_summary
 from tests.conftest import committed, submission, write_dump
 from tests.hostile_web import BEHAVIOURS, HOSTILE_IP, START, HostileWeb, only_hostile_connections
+from webtext.cli import main
 
 FLAGS = [
     "--allow-network", f"{HOSTILE_IP}/32",
@@ -65,7 +65,7 @@ def run(tmp_path_factory):
 def test_the_stage_ends_and_publishes(run):
     assert run["code"] == 0 and run["seconds"] < 60
     assert set(run["attempted"]) == {HOSTILE_IP}
-    summary = fetch_summary(str(run["out"]))  # what the command printed
+    summary = FETCH.summary(FETCH.result(str(run["out"])))  # what the command printed
     assert "1  internal_error" in summary
 
 

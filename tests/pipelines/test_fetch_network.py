@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from corpus.warc import iter_responses, read_response
-from pipelines.cli import main
 from pipelines.outputs import read_table
 from tests.conftest import committed, submission, write_dump
 from tests.fake_web import FakeWeb
+from webtext.cli import main
 
 ARTICLE = max(  # the largest real article page of the fixtures
     (Path(__file__).resolve().parent.parent / "fixtures" / "html" / "scrapinghub_aeb" / "html").glob(

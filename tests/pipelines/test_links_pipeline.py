@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from corpus.accounting import load_stats
-from pipelines.cli import main
 from pipelines.outputs import read_table
 from tests.conftest import SAMPLE, committed, submission, write_dump
+from webtext.cli import main
 
 MULTI = [
     "--direct_num_workers=2",
@@ -214,17 +214,18 @@ def test_stats_json_is_the_designed_shape(sample_run):
 
 def test_beam_counters_are_named_stage_reason(tmp_path, sample_run):
     from corpus.link_rules import LinkConfig
-    from pipelines.links import LinksOptions
-    from pipelines.links import run_links as run_stage
-    from pipelines.outputs import match_files
+    from pipelines.files import match_files
+    from pipelines.links.stage import STAGE
+    from pipelines.links.transform import LinksOptions
 
-    counters = run_stage(LinksOptions(match_files(f"{SAMPLE}/*"), LinkConfig()), str(tmp_path / "out"), [])
-    stats = sample_run["stats"]
+    result = STAGE.run(LinksOptions(match_files(f"{SAMPLE}/*"), LinkConfig()), str(tmp_path / "out"), [])
+    counters, stats = result.counters, sample_run["stats"]
     assert {k: v for k, v in counters.items() if k.removeprefix("links:") in stats.dropped} == {
         f"links:{reason}": n for reason, n in stats.dropped.items()
     }
-    assert counters["links:submissions_read"] == stats.items_in
-    assert counters["links:links_kept"] == stats.extra["links"]
+    assert counters["links:in"] == stats.items_in == result.items_in
+    assert counters["links:out"] == stats.items_out == result.items_out
+    assert counters["links:links"] == stats.extra["links"]
 
 
 def test_empty_files_and_an_overlong_line(tmp_path):

@@ -15,9 +15,9 @@ import pytest
 from corpus.bloom import BloomFilter
 from corpus.ngrams import NgramHasher, ngrams, words
 from corpus.shards import read_shard
-from pipelines.cli import main
 from tests.conftest import committed
 from tests.pipelines.test_dedup_filter import MULTI, doc, write_docs
+from webtext.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBTEXT = ROOT / "tests" / "fixtures" / "wikipedia" / "webtext.jsonl"
@@ -173,7 +173,7 @@ def test_the_release_is_reached_only_through_beam_filesystems(work, tmp_path):
     direct = {(event, path, module) for event, path, module in ngrams_stage["direct"]}
     assert ("open", "manifest.json", "tests/pipelines/test_ngrams.py") in direct
     atomic = direct - {("open", "manifest.json", "tests/pipelines/test_ngrams.py")}
-    assert {module for _, _, module in atomic} == {"pipelines/outputs.py"}
+    assert {module for _, _, module in atomic} == {"pipelines/files.py"}
     assert {path.split(".")[0] for _, path, _ in atomic} <= {"manifest", ""}
     read = {path for event, path, _ in ngrams_stage["beam"] if event == "open"}
     assert {s["path"] for s in json.loads((copy / "manifest.json").read_text())["splits"]["train"]} <= read

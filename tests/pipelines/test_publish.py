@@ -16,12 +16,12 @@ import shutil
 import signal
 from pathlib import Path
 
-from pipelines.cli import main
 from pipelines.outputs import StageOutput
 from tests.conftest import SAMPLE, committed
 from tests.fixtures.near_duplicates import load_gold
 from tests.pipelines.test_dedup_filter import doc, write_docs
 from tests.pipelines.test_release import GPT2
+from webtext.cli import main
 
 REAL_PUBLISH = StageOutput.publish
 STEPS = ("replace", "rename", "remove", "unlink", "rmdir")

@@ -7,10 +7,10 @@ import time
 import pytest
 import zstandard
 
-from pipelines.cli import main
 from pipelines.outputs import read_table
 from tests.conftest import committed
 from tests.fake_reddit import SECRET, FakeReddit
+from webtext.cli import main
 
 
 def test_harvest_then_links(tmp_path, server: FakeReddit, env_credentials, isolated_praw, capsys):

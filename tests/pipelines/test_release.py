@@ -10,12 +10,12 @@ import pytest
 import webdataset as wds
 
 from corpus.tokenizer import gpt2_tokenizer
-from pipelines.cli import main
 from pipelines.outputs import stable_shard
-from pipelines.release import shard_numbers, split_of
+from pipelines.release.transform import shard_numbers, split_of
 from tests.conftest import committed
 from tests.fixtures.near_duplicates import load_gold
 from tests.pipelines.test_dedup_filter import MULTI, doc, write_docs
+from webtext.cli import main
 
 GPT2 = Path(__file__).resolve().parent.parent / "fixtures" / "gpt2_bpe"
 SPLITS = ("train", "val")

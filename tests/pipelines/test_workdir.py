@@ -10,12 +10,12 @@ import pytest
 
 from corpus.errors import InputError
 from corpus.workdir import Output, commit_bytes, find_output, missing_output
-from pipelines.cli import main
 from pipelines.outputs import StageOutput, stage_output
 from tests.conftest import committed, submission, write_dump
 from tests.pipelines.test_fetch_archive import CC, FIXTURES
 from tests.training.release_fixture import write_release
 from training.release import open_release
+from webtext.cli import main
 
 
 def reader(files: dict[str, bytes]):

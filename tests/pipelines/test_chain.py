@@ -1,0 +1,69 @@
+"""The one stage list: every corpus stage is one `Stage` object in `pipelines/<name>/stage.py`, and the CLI,
+`webtext build`, the release's manifest and its datasheet all follow `corpus.chain.CHAIN`. Every stage
+returns a `StageResult` whose Beam counters say what its stats.json says."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+from corpus.chain import CHAIN
+from pipelines.build import build_steps
+from pipelines.chain import stage, stages
+from pipelines.stage import Stage, StageResult
+from tests.conftest import SAMPLE
+from webtext.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+WARC = SAMPLE.parent / "warc"
+
+
+def test_each_stage_is_one_object_in_its_own_folder():
+    for name, obj in zip(CHAIN, stages(), strict=True):
+        assert isinstance(obj, Stage) and obj.name == name
+        assert Path(inspect.getfile(type(obj))) == ROOT / "pipelines" / name / "stage.py"
+        assert all(read in CHAIN[: CHAIN.index(name)] for read in obj.reads)
+    with pytest.raises(KeyError, match="the chain is links, fetch"):
+        stage("docs")
+
+
+def test_the_cli_and_build_follow_the_chain(tmp_path):
+    verbs = list(build_parser()._subparsers._group_actions[0].choices)  # argparse keeps them in order
+    assert verbs[: len(CHAIN)] == list(CHAIN)
+    args = build_parser().parse_args(["build", "--dumps", "d", "--out", str(tmp_path)])
+    assert [(obj.name, argv[0]) for obj, argv in build_steps(args)] == [(name, name) for name in CHAIN]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, StageResult]:
+    """The sample through every stage, each run as `webtext build` runs it: parsed by its own parser."""
+    out = str(tmp_path_factory.mktemp("chain") / "work")
+    args = build_parser().parse_args(
+        ["build", "--dumps", f"{SAMPLE}/*", "--from-warc", f"{WARC}/*.warc.gz", "--out", out,
+         "--stage-flags", "release=--val-fraction 0.2 --tokenizer train:2000"]
+    )  # fmt: skip
+    return {obj.name: obj.execute(obj.parse(argv[1:]), []) for obj, argv in build_steps(args)}
+
+
+def test_every_stage_counts_in_out_and_each_drop_reason(results):
+    for name, result in results.items():
+        assert result.stage == name
+        assert result.counters[f"{name}:in"] == result.items_in
+        assert result.counters[f"{name}:out"] == result.items_out
+        for reason, n in result.dropped.items():
+            assert result.counters[f"{name}:{reason}"] == n
+        if name != "ngrams":  # documents in, distinct n-grams out
+            assert result.items_in == result.items_out + sum(result.dropped.values())
+    assert results["links"].dropped and results["fetch"].dropped and results["dedup"].dropped
+
+
+def test_the_manifest_and_datasheet_list_the_stages_in_chain_order(results):
+    release = Path(results["release"].output.path)
+    manifest = json.loads((release / "manifest.json").read_text())
+    assert set(manifest["stages"]) == set(CHAIN[: CHAIN.index("release")])
+    datasheet = (release / "datasheet.md").read_text()
+    positions = [datasheet.find(f"| {name} |") for name in CHAIN[: CHAIN.index("release")]]
+    assert -1 not in positions and positions == sorted(positions)

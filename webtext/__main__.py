@@ -1,0 +1,3 @@
+from webtext.cli import run
+
+run()

@@ -16,6 +16,7 @@ This module imports no Beam: the CLI builds every stage's parser from it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import time
 from collections import Counter
@@ -54,6 +55,7 @@ class Stage:
     help: str  # one line for `webtext --help`
     reads: tuple[str, ...] = ()  # the stages whose committed output it reads, the first one found wins
     has_out = True  # takes --out DIR and publishes DIR/<name>/
+    transform_name = ""  # its PTransform's class in pipelines/<name>/transform.py, named after the stage
 
     # --- the command line -------------------------------------------------------------------------
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -69,8 +71,10 @@ class Stage:
 
     # --- the run ------------------------------------------------------------------------------------
     def transform(self, options: Any, output: Any) -> Any:
-        """The stage's `PTransform`, writing into `output` (a pipelines.outputs.StageOutput)."""
-        raise NotImplementedError
+        """The stage's `PTransform`, writing into `output` (a pipelines.outputs.StageOutput): the class
+        `transform_name` of `pipelines/<name>/transform.py`, imported now (importing Beam takes seconds)."""
+        module = importlib.import_module(f"pipelines.{self.name}.transform")
+        return getattr(module, self.transform_name)(options, output)
 
     def keep(self, options: Any) -> tuple[str, ...]:  # noqa: ARG002 - fetch keeps its WARC files
         """Patterns of files of the previous generation that publishing keeps."""

@@ -12,6 +12,7 @@ from pipelines.stage import Stage, StageResult, by_count, docs_table
 class DedupStage(Stage):
     name = "dedup"
     help = "documents -> exact and near duplicates removed (Beam)"
+    transform_name = "Dedup"
     reads = ("extract",)
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -46,11 +47,6 @@ class DedupStage(Stage):
 
     def describe(self, options, out_dir: str) -> str:
         return f"dedup: {options.docs} -> {out_dir}"
-
-    def transform(self, options, output):
-        from pipelines.dedup.transform import Dedup
-
-        return Dedup(options, output)
 
     def summary(self, result: StageResult, top: int = 5) -> str:
         from pipelines.outputs import find_stage_output, read_table

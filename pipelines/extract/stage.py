@@ -12,6 +12,7 @@ from pipelines.stage import Stage, StageResult, by_count
 class ExtractStage(Stage):
     name = "extract"
     help = "fetched pages -> documents with trafilatura (Beam)"
+    transform_name = "Extract"
     reads = ("fetch",)
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -46,11 +47,6 @@ class ExtractStage(Stage):
 
     def describe(self, options, out_dir: str) -> str:
         return f"extract: {options.index_rows} index rows -> {out_dir}"
-
-    def transform(self, options, output):
-        from pipelines.extract.transform import Extract
-
-        return Extract(options, output)
 
     def summary(self, result: StageResult, top: int = 5) -> str:
         from pipelines.outputs import read_table

@@ -24,6 +24,7 @@ class FetchPlan:
 class FetchStage(Stage):
     name = "fetch"
     help = "links -> WARC files + fetch index (Beam)"
+    transform_name = "Fetch"  # --from-warc: FetchFromArchives (archive.py)
     reads = ("links",)
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -127,9 +128,7 @@ class FetchStage(Stage):
             from pipelines.fetch.archive import FetchFromArchives
 
             return FetchFromArchives(options.options, output)
-        from pipelines.fetch.transform import Fetch
-
-        return Fetch(options.options, output)
+        return super().transform(options.options, output)
 
     def keep(self, options: FetchPlan) -> tuple[str, ...]:
         """A network fetch keeps the earlier WARC files: the rows it carries over still point into them."""

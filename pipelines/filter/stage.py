@@ -13,6 +13,7 @@ from pipelines.stage import Stage, StageResult, by_count, docs_table
 class FilterStage(Stage):
     name = "filter"
     help = "documents -> Wikipedia and low quality removed (Beam)"
+    transform_name = "Filter"
     reads = ("dedup", "extract")
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -83,11 +84,6 @@ class FilterStage(Stage):
 
     def describe(self, options, out_dir: str) -> str:
         return f"filter: {options.docs_rows} documents from {options.docs} -> {out_dir}"
-
-    def transform(self, options, output):
-        from pipelines.filter.transform import Filter
-
-        return Filter(options, output)
 
     def summary(self, result: StageResult) -> str:
         return "\n".join(

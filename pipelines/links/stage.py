@@ -28,6 +28,7 @@ def _date(text: str) -> str:
 class LinksStage(Stage):
     name = "links"
     help = "Reddit submission dumps -> outbound links with karma (Beam)"
+    transform_name = "Links"
 
     def add_flags(self, p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -87,11 +88,6 @@ class LinksStage(Stage):
 
     def describe(self, options, out_dir: str) -> str:
         return f"links: {len(options.dumps)} dump file(s) -> {out_dir}"
-
-    def transform(self, options, output):
-        from pipelines.links.transform import Links
-
-        return Links(options, output)
 
     def summary(self, result: StageResult, top: int = 10) -> str:
         from pipelines.outputs import read_table

@@ -12,6 +12,7 @@ from pipelines.stage import Stage, StageResult, docs_table
 class ReleaseStage(Stage):
     name = "release"
     help = "documents -> WebDataset shards + manifest (Beam)"
+    transform_name = "Release"
     reads = ("filter", "dedup", "extract")
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -75,11 +76,6 @@ class ReleaseStage(Stage):
         from pipelines.release.transform import TOKENIZER_PATH
 
         write_bytes(output.path(*TOKENIZER_PATH), options.tokenizer_json.encode("utf-8"))
-
-    def transform(self, options, output):
-        from pipelines.release.transform import Release
-
-        return Release(options, output)
 
     def summary(self, result: StageResult) -> str:
         from pipelines.files import read_manifest

@@ -4,6 +4,7 @@ returns a `StageResult` whose Beam counters say what its stats.json says."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from pathlib import Path
@@ -22,10 +23,15 @@ WARC = SAMPLE.parent / "warc"
 
 
 def test_each_stage_is_one_object_in_its_own_folder():
+    import apache_beam as beam
+
     for name, obj in zip(CHAIN, stages(), strict=True):
         assert isinstance(obj, Stage) and obj.name == name
         assert Path(inspect.getfile(type(obj))) == ROOT / "pipelines" / name / "stage.py"
         assert all(read in CHAIN[: CHAIN.index(name)] for read in obj.reads)
+        if name != "ngrams":  # two pipelines, CountNgrams then BuildFilter, run by its own `run`
+            transform = getattr(importlib.import_module(f"pipelines.{name}.transform"), obj.transform_name)
+            assert issubclass(transform, beam.PTransform) and transform.__name__ == name.capitalize()
     with pytest.raises(KeyError, match="the chain is links, fetch"):
         stage("docs")
 

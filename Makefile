@@ -15,6 +15,8 @@ FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null 
 SOURCES = $(if $(strip $(FIND_LINKS)),--find-links $(FIND_LINKS),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 DEMO_OUT ?= build/demo
 LATEST := .venv-latest
+BENCH_VENV := .venv-bench
+BENCH_LOCK := requirements-bench.lock
 
 .PHONY: setup lock demo test test-latest lint bench docs clean
 
@@ -32,6 +34,8 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 lock: setup
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev -c constraints.txt --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 $(SOURCES) --custom-compile-command "make lock" -o $(LOCK)
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra bench -c constraints.txt --excludes bench-excludes.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 $(SOURCES) --custom-compile-command "make lock" -o $(BENCH_LOCK)
 
 demo: setup
 	$(BIN)/webtext demo --out $(DEMO_OUT)
@@ -54,8 +58,17 @@ test-latest: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
 
-bench: setup
-	$(BIN)/python -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts=""
+# The benchmarks run in their own environment: the runtime lock plus the peers they compare against
+# (pyproject's `bench` extra), resolved together into requirements-bench.lock. Some peers need an older
+# transformers than the runtime lock, so the runtime environment never holds them.
+$(BENCH_VENV)/.installed: $(BENCH_LOCK) pyproject.toml | setup
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BENCH_VENV)/bin/python $(SOURCES) $(BENCH_LOCK)
+	$(BIN)/uv pip install -q --python $(BENCH_VENV)/bin/python --no-deps -e .
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts=""
 
 clean:
-	rm -rf build $(VENV) $(LATEST)
+	rm -rf build $(VENV) $(LATEST) $(BENCH_VENV)

@@ -2,7 +2,8 @@
 
 The input is the embedded real 2005 dumps repeated to BENCH_SUBMISSIONS lines (ids and URLs made
 unique so aggregation sees realistic cardinality), zstd-compressed. The bare loop is what a script
-would do: zstd stream + json.loads (inside parse_submission) + the same rules + a dict per URL.
+would do: zstd stream + json.loads (inside parse_submission) + the same rules and canonical URLs + karma per
+URL in a dict + one Parquet file of the links, sorted (it keeps no ledger).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import os
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import zstandard
 
 from corpus.dumps import ZSTD_MAX_WINDOW
-from corpus.link_rules import Dropped, LinkConfig, LinkRules, accumulate, decide_link
+from corpus.link_rules import LINKS_SCHEMA, Dropped, LinkConfig, LinkRules, accumulate, decide_link
 from corpus.submissions import Rejection, parse_submission
 from pipelines.links.stage import STAGE as LINKS
 from pipelines.links.transform import LinksOptions
@@ -39,7 +42,7 @@ def make_input(path: Path, count: int) -> Path:
     return path
 
 
-def bare_loop(path: Path, config: LinkConfig) -> int:
+def bare_loop(path: Path, config: LinkConfig, out: Path | None = None) -> int:
     rules, per_url = LinkRules(config), {}
     with open(path, "rb") as raw:
         decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
@@ -53,7 +56,13 @@ def bare_loop(path: Path, config: LinkConfig) -> int:
                 continue
             url, contribution = decided
             accumulate(per_url.setdefault(url, {}), contribution)
-    return sum(decide_link(url, acc, config).row is not None for url, acc in per_url.items())
+    rows = [row for url in sorted(per_url) if (row := decide_link(url, per_url[url], config).row) is not None]
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=LINKS_SCHEMA),
+        str(out or path.with_suffix(".parquet")),
+        compression="zstd",
+    )
+    return len(rows)
 
 
 def timed(fn) -> float:

@@ -18,7 +18,7 @@ LATEST := .venv-latest
 BENCH_VENV := .venv-bench
 BENCH_LOCK := requirements-bench.lock
 
-.PHONY: setup lock demo test test-latest lint bench docs clean
+.PHONY: setup lock demo test test-latest lint bench scale docs clean
 
 setup: $(VENV)/.installed
 
@@ -69,6 +69,14 @@ $(BENCH_VENV)/.installed: $(BENCH_LOCK) pyproject.toml | setup
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pytest tests/benchmarks -q -s -p no:cacheprovider -o addopts=""
+
+# Cost curves (docs/scaling.md, "Cost curves"): every stage and the training loader at 1x, 4x and 16x the base
+# input, generated from the repository's real samples; writes build/scale/results.json and scale.png and prints
+# the 16x/1x time and memory ratios. SCALE_FACTORS="0.05 0.1" picks other sizes, SCALE_QUICK=1 is a smoke run
+# at tiny sizes (one to two minutes). Not part of `make test` or `make bench`: the default sizes take an
+# estimated 45 minutes on the busy 2-core machine, less on an idle one.
+scale: setup
+	$(BIN)/python -m tests.benchmarks.scale.run
 
 clean:
 	rm -rf build $(VENV) $(LATEST) $(BENCH_VENV)

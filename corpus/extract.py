@@ -9,6 +9,10 @@ trafilatura with `favor_precision`, comments off. When that text is too short to
 trafilatura runs again with `favor_recall`, and if the precision text is under `recall_fallback` (half) of
 the recall text, the precision mode has pruned the article itself and the recall text is taken instead.
 
+Metadata: only what the docs table keeps (title, author, date, sitename), each computed as
+trafilatura.extract_metadata does but without its other fields, the author search without copying the page,
+and htmldate without its extensive search unless `extensive_date_search` asks for it (`metadata`, `_author`).
+
 Outcomes (the ledger reasons of the extract stage):
 - `ok`: text of at least `min_words` words.
 - `too_short`: text found but shorter than `min_words`; `text` still holds it (for inspection).
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import copy
+import html as html_entities
 import logging
 import multiprocessing
 import re
@@ -30,8 +36,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import trafilatura
+from htmldate import find_date
+from lxml.etree import XPath
+from trafilatura.htmlprocessing import prune_unwanted_nodes
+from trafilatura.json_metadata import normalize_authors
+from trafilatura.metadata import (
+    META_URL,
+    examine_meta,
+    extract_author,
+    extract_meta_json,
+    extract_sitename,
+    extract_title,
+    extract_url,
+)
 from trafilatura.settings import set_date_params
-from trafilatura.utils import detect_encoding, load_html
+from trafilatura.utils import detect_encoding, line_processing, load_html, trim
+from trafilatura.xpaths import AUTHOR_DISCARD_XPATHS, AUTHOR_XPATHS
 
 EXTRACTOR = f"trafilatura {trafilatura.__version__}"
 
@@ -55,8 +75,12 @@ class ExtractConfig:
     include_tables: bool = True
     include_comments: bool = False  # reader comments are not the page's text (and cost F1 on the benchmark)
     fast: bool = False  # trafilatura's fast mode skips its readability/jusText comparison
-    # htmldate's text heuristics on top of the markup: off is ~15% faster but finds 2 fewer of 78 gold dates.
-    extensive_date_search: bool = True
+    # htmldate's extensive search: free-text date patterns, and dateparser for dates in words ("3 mars
+    # 2019"). Off since issue 16: dateparser compiles its language tables on first use in every process
+    # (seconds per extraction child), and on the 197 benchmark pages it dates 6 more pages: 2 right, 3 whose
+    # gold says "no date", 1 without a gold date (tests/benchmarks/EXTRACTION.md). True restores trafilatura's
+    # default.
+    extensive_date_search: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +177,113 @@ def decode_html(body: bytes, content_type: str | None) -> str:
     return body.decode("utf-8", "replace")
 
 
+# --- metadata ---------------------------------------------------------------------------------------------
+
+
+def _clean(value: str | None) -> str | None:
+    """As trafilatura's Document.clean_and_trim does to every string field: cap, unescape, trim."""
+    if value is None:
+        return None
+    if len(value) > 10000:
+        value = value[:9999] + "…"
+    return line_processing(html_entities.unescape(value))
+
+
+def _sitename(found: str | None, url: str | None) -> str | None:
+    """extract_metadata's sitename rule: the meta/JSON-LD/title name tidied, else the URL's host."""
+    if found:
+        found = found.lstrip("@")  # a Twitter handle
+        if found and "." not in found and not found[0].isupper():
+            found = found.title()
+        return found
+    match = META_URL.match(url) if url else None
+    return match[1] if match else None
+
+
+def _ancestor_or_self(expression: XPath) -> XPath | None:
+    """The test of one of trafilatura's AUTHOR_DISCARD_XPATHS (`.//*[...]` or `//a|//b`) applied to an
+    element's own ancestor chain instead of the whole page; None for a shape this does not know (then
+    `_author` falls back to trafilatura's extract_author). The predicates only read an element's own tag and
+    attributes, so "some ancestor-or-self matches" is exactly "the page-wide prune removes this element";
+    positional predicates would not survive the change of axis and are refused."""
+    path = expression.path.strip()  # not whitespace-collapsed: string literals must stay as they are
+    if re.search(r"\[\s*\d|position\(|last\(", path):
+        return None
+    if path.startswith(".//*[") and _only_predicates(path[4:]):
+        return XPath(
+            "ancestor-or-self::*" + path[4:], namespaces={"re": "http://exslt.org/regular-expressions"}
+        )
+    branches = [branch.strip() for branch in path.split("|")]
+    if all(re.fullmatch(r"//[a-z][a-z0-9]*", branch) for branch in branches):
+        return XPath("|".join(f"ancestor-or-self::{branch[2:]}" for branch in branches))
+    return None
+
+
+def _only_predicates(rest: str) -> bool:
+    """True when `rest` is nothing but `[...]` groups (brackets inside quoted strings ignored), so that no
+    union or further step follows the first one."""
+    depth, quote = 0, ""
+    for char in rest:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif depth == 0 and not char.isspace():
+            return False
+    return depth == 0 and not quote
+
+
+_DISCARD_ABOVE = [_ancestor_or_self(expression) for expression in AUTHOR_DISCARD_XPATHS]
+
+
+def _author(tree: Any) -> str | None:
+    """trafilatura's extract_author without copying the page. It deep-copies the whole tree, prunes the
+    AUTHOR_DISCARD_XPATHS from it (comments, sidebars, <time>, <figure>, ...) and takes the first match of
+    AUTHOR_XPATHS whose text is 3-119 characters. The author expressions only test tags and attributes, so
+    their matches in the pruned tree are their matches here minus the pruned ones; this takes them in the
+    same order, skips a match that the prune removes (`_DISCARD_ABOVE`), and prunes only the match's own
+    copy before reading its text: the same answer (a unit test holds it equal on real pages) for about half
+    the cost. One expression also compares the text of a <rel> child, which pruning inside it could change:
+    a page with a <rel> element takes trafilatura's own path."""
+    if None in _DISCARD_ABOVE or tree.find(".//rel") is not None:
+        return extract_author(tree)
+    for expression in AUTHOR_XPATHS:
+        for element in expression(tree):
+            if any(found.getparent() is not None for above in _DISCARD_ABOVE for found in above(element)):
+                continue  # in (or is) a pruned section; the root <html> is never pruned
+            pruned = prune_unwanted_nodes(copy.deepcopy(element), AUTHOR_DISCARD_XPATHS)
+            content = trim(" ".join(pruned.itertext()))
+            if content and 2 < len(content) < 120:  # extract_author's len_limit
+                return normalize_authors(None, content)
+    return None
+
+
+def metadata(tree: Any, url: str | None, extensive_date_search: bool) -> tuple[str | None, ...]:
+    """(title, author, date, sitename): the metadata the docs table keeps, each exactly as
+    trafilatura.extract_metadata computes it (same functions, same order, same clean-up; a unit test holds
+    the two equal). extract_metadata also finds categories, tags, licence, description and image, which the
+    docs table does not keep: ~2.5 of its ~7 ms per page (its category/tag/licence searches scan the whole
+    tree); `_author` saves another ~1 ms."""
+    meta = examine_meta(tree)
+    if meta.author and " " not in meta.author:
+        meta.author = None  # extract_metadata's rule: a one-word meta author is a handle, not a name
+    # As extract_metadata: a bug in trafilatura's JSON-LD code loses only that source.
+    with contextlib.suppress(Exception):
+        meta = extract_meta_json(tree, meta)
+    title = meta.title or extract_title(tree)
+    author = meta.author or _author(tree)
+    page_url = meta.url or extract_url(tree, url)
+    dates = set_date_params(extensive_date_search)
+    dates["url"] = page_url
+    date = find_date(tree, **dates)
+    sitename = _sitename(meta.sitename or extract_sitename(tree), page_url)
+    return _clean(title), _clean(author), _clean(date), _clean(sitename)
+
+
 # --- extraction -------------------------------------------------------------------------------------------
 
 
@@ -189,11 +320,11 @@ def _extract(html: str, url: str | None, config: ExtractConfig) -> Extracted:
             text, words = recall, len(recall.split())
     if not text:
         return Extracted.failed(NO_TEXT, "trafilatura found no main text")
-    meta = trafilatura.extract_metadata(tree, url, set_date_params(config.extensive_date_search))
+    title, author, date, sitename = metadata(tree, url, config.extensive_date_search)
     outcome, detail = (
         (OK, "") if words >= config.min_words else (TOO_SHORT, f"{words} words < {config.min_words}")
     )
-    return Extracted(outcome, text, meta.title, meta.author, meta.date, meta.sitename, words, detail)
+    return Extracted(outcome, text, title, author, date, sitename, words, detail)
 
 
 def _one_line(err: BaseException) -> str:

@@ -24,6 +24,11 @@ class ExtractStage(Stage):
         )
         parser.add_argument("--timeout", type=float, help="seconds per document before extract_timeout")
         parser.add_argument(
+            "--extensive-date-search",
+            action="store_true",
+            help="let htmldate search the whole page for a date (slower; finds a date on ~3%% more pages)",
+        )
+        parser.add_argument(
             "--num-shards", type=positive_int, help="docs files (default: one per 100,000 pages)"
         )
 
@@ -35,7 +40,11 @@ class ExtractStage(Stage):
         fetch = stage_output(args.fetch, *self.reads)
         index = fetch.join("index-*.parquet")
         count = parquet_rows(index)
-        changes = {"min_words": args.min_words, "timeout_seconds": args.timeout}
+        changes = {
+            "min_words": args.min_words,
+            "timeout_seconds": args.timeout,
+            "extensive_date_search": args.extensive_date_search or None,
+        }
         config = dataclasses.replace(ExtractConfig(), **{k: v for k, v in changes.items() if v is not None})
         return ExtractOptions(
             index,

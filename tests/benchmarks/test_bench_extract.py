@@ -5,11 +5,17 @@ present, else the 10 fixture pages; repeated to BENCH_EXTRACT_PAGES documents (d
 least 100). The bare loop runs exactly what the child runs (decode_html + the pipeline's trafilatura
 options, `extract_bytes`) in this process; plain `trafilatura.extract` with comments off is printed for scale.
 Each loop runs once to warm up (trafilatura and htmldate keep caches) and then twice; the faster run counts.
+
+`test_metadata_cost` splits the per-page cost: parsing, trafilatura's extract_metadata (with and without
+htmldate's extensive search), the four docs-table fields the pipeline computes (`metadata`), and the author
+search both ways, in CPU ms per page (warm, best of BENCH_EXTRACT_REPEATS, default 3). BENCH_RESULTS: append
+the figures as JSON.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 import statistics
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import trafilatura
 
+import corpus.extract as extract_module
 from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor, decode_html, extract_bytes
 from corpus.fetch_index import INDEX_SCHEMA, index_row
 from corpus.warc import WarcFileWriter
@@ -96,6 +103,53 @@ def test_timed_extractor_throughput_against_bare_loop():
     print(f"  child start-up {startup * 1000:.0f} ms; bare loop {per_page * 1000:.1f} ms/page")
     print(f"  IPC round trip {ipc * 1e6:.0f} us/page (median, empty body); bodies travel in the ratio above")
     assert rate["timed"] > 0
+
+
+def test_metadata_cost():
+    from trafilatura.metadata import extract_author
+    from trafilatura.settings import set_date_params
+    from trafilatura.utils import load_html
+
+    logging.disable(logging.WARNING)
+    source, pages = load_pages()
+    repeats = int(os.environ.get("BENCH_EXTRACT_REPEATS", "3"))
+    url = "https://example.org/article"
+    trees = [load_html(decode_html(body, None)) for body in pages]
+    steps = {
+        "decode_html + load_html": lambda: [load_html(decode_html(body, None)) for body in pages],
+        "extract_metadata, extensive dates": lambda: [
+            trafilatura.extract_metadata(tree, url, set_date_params(True)) for tree in trees
+        ],
+        "extract_metadata, no extensive dates": lambda: [
+            trafilatura.extract_metadata(tree, url, set_date_params(False)) for tree in trees
+        ],
+        "metadata(): the docs table's four fields": lambda: [
+            extract_module.metadata(tree, url, False) for tree in trees
+        ],
+        "trafilatura extract_author, every page": lambda: [extract_author(tree) for tree in trees],
+        "_author without the page copy, every page": lambda: [extract_module._author(tree) for tree in trees],
+        "extract_bytes, ExtractConfig()": lambda: [
+            extract_bytes(body, None, url, ExtractConfig()) for body in pages
+        ],
+    }
+    figures = {}
+    for name, step in steps.items():
+        step()  # warm-up: htmldate, dateparser and trafilatura fill their caches
+        best = min(_cpu_seconds(step) for _ in range(repeats))
+        figures[name] = best / len(pages) * 1000
+    print(f"\nextract, CPU ms per page (warm, best of {repeats}), {len(pages)} pages from {source}")
+    for name, ms in figures.items():
+        print(f"  {name}: {ms:.2f}")
+    if os.environ.get("BENCH_RESULTS"):
+        with open(os.environ["BENCH_RESULTS"], "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"benchmark": "extract_metadata_cost_ms_per_page", **figures}) + "\n")
+    assert figures["metadata(): the docs table's four fields"] > 0
+
+
+def _cpu_seconds(step) -> float:
+    started = time.process_time()
+    step()
+    return time.process_time() - started
 
 
 def write_indexed_pages(work: Path, pages: list[bytes]) -> str:

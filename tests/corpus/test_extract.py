@@ -11,6 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import trafilatura
+from lxml.etree import XPath
+from trafilatura.metadata import extract_author
+from trafilatura.settings import set_date_params
+from trafilatura.utils import load_html
 
 import corpus.extract as extract_module
 from corpus.extract import (
@@ -60,7 +65,7 @@ def html_doc(body: str, head: str = "") -> str:
     return f"<!DOCTYPE html><html><head>{head}<title>T</title></head><body>{body}</body></html>"
 
 
-ARTICLE = html_doc(
+ARTICLE_BODY = (
     "<article><h1>A title</h1>"
     + "".join(
         f"<p>Paragraph {i} says something about the subject at a reasonable length, as prose does.</p>"
@@ -68,6 +73,7 @@ ARTICLE = html_doc(
     )
     + "</article>"
 )
+ARTICLE = html_doc(ARTICLE_BODY)
 
 
 # --- real pages -------------------------------------------------------------------------------------------
@@ -112,6 +118,108 @@ def test_extractor_names_trafilatura_and_its_version():
     import trafilatura
 
     assert f"trafilatura {trafilatura.__version__}" == EXTRACTOR
+
+
+# --- metadata: only the docs table's four fields, each as trafilatura computes it --------------------------
+
+FIXTURE_PAGES = sorted(AEB.parent.glob("*/html/*.html.gz"))
+
+
+def fixture_tree(path: Path):
+    return load_html(decode_html(gzip.decompress(path.read_bytes()), None))
+
+
+@pytest.mark.parametrize("extensive", [False, True])
+def test_metadata_is_the_four_fields_of_trafilatura_extract_metadata(extensive):
+    assert len(FIXTURE_PAGES) == 10
+    for path in FIXTURE_PAGES:
+        tree = fixture_tree(path)
+        full = trafilatura.extract_metadata(tree, "https://example.org/a", set_date_params(extensive))
+        expected = (full.title, full.author, full.date, full.sitename)
+        assert extract_module.metadata(tree, "https://example.org/a", extensive) == expected, path.name
+
+
+def test_the_extensive_date_search_is_off_unless_asked():
+    html = html_doc("<p>Posted: mardi 5 mars 2019 à 10h</p>" + ARTICLE_BODY)  # a date in French words
+    assert ExtractConfig().extensive_date_search is False
+    assert extract_page(html, "https://example.org/a", ExtractConfig()).date is None
+    extensive = extract_page(html, "https://example.org/a", ExtractConfig(extensive_date_search=True))
+    assert extensive.date == "2019-03-05"
+
+
+def test_author_agrees_with_trafilatura_on_real_pages():
+    for path in FIXTURE_PAGES:
+        tree = fixture_tree(path)
+        assert extract_module._author(tree) == extract_author(tree), path.name
+
+
+@pytest.mark.parametrize(
+    ("byline", "author"),
+    [
+        # a match inside a pruned section (sidebar) is skipped: the next one counts
+        (
+            '<div class="sidebar"><span class="author">Side Bar</span></div>'
+            '<p class="byline">By Jane Doe</p>',
+            "Jane Doe",
+        ),
+        # a pruned <time> leaves the byline's text, its tail stays
+        (
+            '<div class="byline">By Jane Doe<time>5 March 2019</time> and Max Mustermann</div>',
+            "Jane Doe; Max Mustermann",
+        ),
+        # text of 120 characters or more is not an author: the next match counts
+        ('<span class="author">' + "word " * 30 + '</span><a rel="author">John Roe</a>', "John Roe"),
+        (
+            '<section id="comments"><a rel="author">A Commenter</a></section>'
+            '<div id="author">Real Author</div>',
+            "Real Author",
+        ),
+        (
+            '<figure><figcaption class="author">Photo Grapher</figcaption></figure>'
+            '<span class="writer">Wanda Writer</span>',
+            "Wanda Writer",
+        ),
+        (
+            '<div class="author-box"><span class="print">Print this</span>Anna Author'
+            '<span class="quote">"q"</span> tail words</div>',
+            "Anna Author tail words",
+        ),
+        ("<p>No byline here</p>", None),
+    ],
+)
+def test_author_without_copying_the_page_agrees_with_trafilatura(byline, author):
+    tree = load_html(html_doc(byline + ARTICLE_BODY))
+    assert extract_module._author(tree) == extract_author(tree) == author
+
+
+def test_author_takes_trafilaturas_path_for_a_rel_element_or_an_unknown_discard_shape(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        extract_module, "extract_author", lambda tree: calls.append(tree) or "From Trafilatura"
+    )
+    rel = load_html(html_doc('<span class="x"><rel>me</rel> Jane Doe</span>' + ARTICLE_BODY))
+    assert extract_module._author(rel) == "From Trafilatura" and len(calls) == 1
+    monkeypatch.setattr(extract_module, "_DISCARD_ABOVE", [*extract_module._DISCARD_ABOVE, None])
+    plain = load_html(html_doc('<p class="byline">By Jane Doe</p>' + ARTICLE_BODY))
+    assert extract_module._author(plain) == "From Trafilatura" and len(calls) == 2
+
+
+def test_discard_tests_move_to_the_ancestor_axis_only_for_known_shapes():
+    convert = extract_module._ancestor_or_self
+    assert (
+        convert(XPath(".//*[self::div][@class='a]|b']")).path
+        == "ancestor-or-self::*[self::div][@class='a]|b']"
+    )
+    assert convert(XPath("//time|//figure")).path == "ancestor-or-self::time|ancestor-or-self::figure"
+    assert all(expression is not None for expression in extract_module._DISCARD_ABOVE)  # trafilatura's own
+    refused = [
+        ".//*[self::div][1]",
+        ".//*[position()=2]",
+        ".//*[@class='a']|//b",
+        ".//*[@a]/span",
+        ".//div[@a]",
+    ]
+    assert [convert(XPath(path)) for path in refused] == [None] * len(refused)
 
 
 # --- outcomes ---------------------------------------------------------------------------------------------

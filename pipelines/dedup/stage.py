@@ -8,6 +8,10 @@ from corpus.command_line import positive_int
 from corpus.errors import InputError
 from pipelines.stage import Stage, StageResult, by_count, docs_table
 
+# Documents per partition of the keyed steps (exact groups, LSH buckets, components, groups): what one
+# worker holds there is about this many documents' band hashes and shingle hashes (~1 KB each on WebText).
+ROWS_PER_PARTITION = 50_000
+
 
 class DedupStage(Stage):
     name = "dedup"
@@ -28,7 +32,8 @@ class DedupStage(Stage):
             "--rounds",
             type=positive_int,
             default=10,
-            help="connected-components rounds (each halves the longest chain left)",
+            help="connected-components rounds when the input takes more than one partition (about "
+            "log2 of the longest chain of candidate pairs, plus 2)",
         )
         parser.add_argument(
             "--num-shards", type=positive_int, help="docs files (default: one per 100,000 documents)"
@@ -43,7 +48,8 @@ class DedupStage(Stage):
             raise InputError(f"--threshold must be in (0, 1], got {args.threshold}")
         _, docs, count = docs_table(args.docs, self.reads)
         config = MinHashConfig(num_perm=args.num_perm, shingle=args.shingle, threshold=args.threshold)
-        return DedupOptions(docs, config, args.rounds, args.num_shards or shards_for_rows(count, 100_000))
+        shards = args.num_shards or shards_for_rows(count, 100_000)
+        return DedupOptions(docs, config, args.rounds, shards, shards_for_rows(count, ROWS_PER_PARTITION))
 
     def describe(self, options, out_dir: str) -> str:
         return f"dedup: {options.docs} -> {out_dir}"

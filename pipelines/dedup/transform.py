@@ -1,34 +1,55 @@
 """The dedup stage's transform: docs -> `dedup/part-*.parquet` (the kept documents),
 `dedup/clusters-*.parquet`, ledger.
 
-    docs -> key by SHA-1 of the normalized text -> GroupByKey -> exact duplicates (keep rule per group)
-      -> survivors -> BatchElements -> MinHash signatures (vectorized, corpus/minhash.py)
-      -> one (band key, doc) per LSH band -> GroupByKey -> candidate pairs -> verified (estimated Jaccard
-         >= threshold) -> distinct edges -> ConnectedComponents (inside Beam) -> keep rule per component
-      -> removed ids joined back to the survivors -> kept documents, sorted shards
+    docs (Arrow tables) -> Sketches (corpus/minhash.py, numpy, 512 documents at a time): per document a
+         key of its normalized words, LSH band hashes and its sorted distinct shingle hashes
+      -> exact: GroupByKey by partition of the key -> groups of identical normalized texts, keep rule
+      -> LSH: the survivors' band hashes, GroupByKey by partition of the hash -> buckets -> candidate pairs
+      -> components of the candidate pairs (pipelines/dedup/components.py, Hash-to-Min): LSH-connected
+         groups; the last round also joins each labelled document's payload (GroupByKey by partition of
+         the id) and routes it to its group
+      -> GroupByKey by partition of the group: each group on one worker (corpus/near_duplicates.py
+         resolve_candidates): candidates again, verified on EXACT Jaccard, components, keep rule; and the
+         convergence check: every candidate pair must lie inside one group, else the run fails
+      -> decisions, and the documents, GroupByKey by output shard -> kept documents and clusters, sorted
+         shards; removed ids -> ledger
 
-Keep rule, for exact groups and near-duplicate components alike: the document with the highest karma,
-ties broken by the smallest id. Every step is keyed and sorted, so the kept set does not depend on the
-number of workers or on bundle order.
+Only documents with a candidate pair enter the components rounds and the groups; the others are kept as
+they are. Every message between two steps travels in one list (or table) per (batch, partition), so Beam's
+cost per element is paid per batch, not per document or band. `partitions` (from the input size, stage.py)
+bounds what one worker holds in the keyed steps; with one partition the components take one round (a
+local union-find), with more `rounds`. The output depends neither on it nor on the number of workers or
+bundle order: every decision is made per exact group or per LSH-connected group, and every file is sorted.
+
+Keep rule, for exact groups and near-duplicate clusters alike: the document with the highest karma, ties
+broken by the smallest id.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from corpus.docs import DOCS_SCHEMA
-from corpus.minhash import MinHashConfig, MinHasher, band_keys
-from corpus.near_duplicates import keep_order, verified_pairs
-from corpus.ngrams import normalize
+from corpus.minhash import MinHashConfig, MinHasher, band_hashes
+from corpus.near_duplicates import bucket_pairs, keep_order, resolve_candidates
 from pipelines.accounting import WriteLedger, WriteStats
-from pipelines.dedup.components import ConnectedComponents
-from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stable_shard
+from pipelines.dedup.components import (
+    EDGES,
+    SETS,
+    Batched,
+    edge_sets,
+    edges_by_source,
+    labels_of,
+    not_converged,
+    unrolled,
+)
+from pipelines.outputs import StageOutput, shard_name, stable_shard, write_table
 
 STAGE = "dedup"
 EXACT = "exact_duplicate"
@@ -36,7 +57,10 @@ NEAR = "near_duplicate"
 EXACT_KEPT = "exact_kept"  # the winner of an exact group (clusters table only)
 NEAR_KEPT = "near_kept"  # the winner of a near-duplicate cluster (clusters table only)
 KEPT = (EXACT_KEPT, NEAR_KEPT)
-SIGNATURE = np.uint32  # MinHash values travel as their raw bytes
+BAND = np.dtype("<u8")  # band hashes and shingle hashes travel as their little-endian bytes
+SHINGLE = np.dtype("<u4")
+PAYLOAD, DOCS, DECISIONS, COUNTS, CHECK = "payload", "docs", "decisions", "counts", "check"
+BATCH = 512  # documents per sketch: numpy passes amortized, temporaries small (~60 bytes per character)
 
 CLUSTERS_SCHEMA = pa.schema(
     [
@@ -54,12 +78,9 @@ CLUSTERS_SCHEMA = pa.schema(
 class DedupOptions:
     docs: str  # glob of the docs table
     minhash: MinHashConfig
-    rounds: int = 10  # connected-components rounds (each halves chain lengths)
+    rounds: int = 10  # connected-components rounds when partitions > 1 (one partition needs one)
     num_shards: int = 1
-
-
-def text_key(row: dict) -> str:
-    return hashlib.sha1(normalize(row["text"]).encode("utf-8")).hexdigest()
+    partitions: int = 1  # of the keyed steps: what one worker holds there is ~1/partitions of the input
 
 
 def resolve_group(members: list[tuple[str, int]]):
@@ -69,63 +90,218 @@ def resolve_group(members: list[tuple[str, int]]):
     return kept, [(doc_id, kept) for doc_id, _ in ordered[1:]]
 
 
-def _exact(element):
-    """One group of identical normalized texts -> the survivor row; the others to `removed`."""
-    _, rows = element
-    rows = list(rows)
-    kept, removed = resolve_group([(r["id"], r["karma"]) for r in rows])
-    for doc_id, winner in removed:
-        yield beam.pvalue.TaggedOutput("removed", (doc_id, (EXACT, winner, len(rows))))
-    if len(rows) > 1:
-        yield beam.pvalue.TaggedOutput("removed", (kept, (EXACT_KEPT, kept, len(rows))))
-    yield next(r for r in rows if r["id"] == kept)
+def _grouped(shards: dict[int, list]):
+    return sorted(shards.items())
 
 
-class Signatures(beam.DoFn):
-    """Batches of docs -> (id, karma, signature bytes)."""
+class Sketches(beam.DoFn):
+    """Tables of docs, BATCH rows at a time -> exact-step entries (main), candidate payloads, the docs by
+    output shard (as Arrow tables: no Python object per row, and a table pickles as its buffers), and
+    counts; each as one list per partition (or shard) and batch."""
 
-    def __init__(self, config: MinHashConfig) -> None:
-        self.config = config
+    def __init__(self, config: MinHashConfig, partitions: int, num_shards: int) -> None:
+        self.config, self.partitions, self.num_shards = config, partitions, num_shards
 
     def setup(self) -> None:
         self.hasher = MinHasher(self.config)
+        self.bands = self.config.bands()
 
-    def process(self, batch: list[dict]):
-        signatures = self.hasher.signatures([row["text"] for row in batch])
-        for row, signature in zip(batch, signatures, strict=True):
-            yield row["id"], row["karma"], signature.astype(SIGNATURE).tobytes()
+    def process(self, table: pa.Table):
+        for offset in range(0, table.num_rows, BATCH):
+            yield from self._sketch(table.slice(offset, BATCH))
+        # `take`s, never the table or its slices: the reader's tables can be slices of a larger one, and a
+        # pickled slice carries its parent's whole buffers (7x the bytes on the benchmark's input).
+        n = self.num_shards
+        ids = table.column("id").to_pylist()
+        shards = np.array([stable_shard(doc_id, n) for doc_id in ids], dtype=np.int64)
+        for shard in np.unique(shards).tolist():
+            rows = table.take(np.flatnonzero(shards == shard))
+            yield beam.pvalue.TaggedOutput(DOCS, (shard, (DOCS, rows)))
+
+    def _sketch(self, batch: pa.Table):
+        p = self.partitions
+        ids, karmas = batch.column("id").to_pylist(), batch.column("karma").to_pylist()
+        sketch = self.hasher.sketch(batch.column("text").to_pylist())
+        bands = band_hashes(sketch.signatures, *self.bands).astype(BAND)
+        exact, payload = defaultdict(list), defaultdict(list)
+        for doc_id, karma, key, band, shingles in zip(
+            ids, karmas, sketch.keys, bands, sketch.shingles, strict=True
+        ):
+            band_bytes = band.tobytes()
+            exact[int.from_bytes(key[:8], "big") % p].append((key, doc_id, karma, band_bytes))
+            payload[stable_shard(doc_id, p)].append(
+                (doc_id, karma, band_bytes, shingles.astype(SHINGLE).tobytes())
+            )
+        yield from _grouped(exact)
+        for part, items in _grouped(payload):
+            yield beam.pvalue.TaggedOutput(PAYLOAD, (part, (PAYLOAD, items)))
+        yield beam.pvalue.TaggedOutput(COUNTS, Counter({"in": batch.num_rows}))
 
 
-def _bands(doc, bands: int, rows: int):
-    doc_id, karma, signature = doc
-    for key in band_keys(np.frombuffer(signature, dtype=SIGNATURE), bands, rows):
-        yield key, (doc_id, signature)
+def _exact(element, partitions: int, num_shards: int):
+    """One partition of (key, id, karma, bands) -> exact decisions by output shard (tagged) and the band
+    entries of the survivors, one (partition, (ids, owner index per entry, hashes)) per LSH partition."""
+    _, batches = element
+    groups: dict[bytes, list] = defaultdict(list)
+    for batch in batches:
+        for key, doc_id, karma, band in batch:
+            groups[key].append((doc_id, karma, band))
+    decisions, ids, bands = defaultdict(list), [], []
+    for members in groups.values():
+        kept, removed = resolve_group([(doc_id, karma) for doc_id, karma, _ in members])
+        for doc_id, winner in removed:
+            decisions[stable_shard(doc_id, num_shards)].append((doc_id, EXACT, winner, len(members)))
+        if removed:
+            decisions[stable_shard(kept, num_shards)].append((kept, EXACT_KEPT, kept, len(members)))
+        ids.append(kept)
+        bands.append(next(band for doc_id, _, band in members if doc_id == kept))
+    for shard, items in _grouped(decisions):
+        yield beam.pvalue.TaggedOutput(DECISIONS, (shard, items))
+    if not ids:
+        return
+    matrix = np.frombuffer(b"".join(bands), dtype=BAND).reshape(len(ids), -1)
+    owners = np.repeat(np.arange(len(ids), dtype=np.int64), matrix.shape[1])
+    hashes = matrix.ravel().astype(np.uint64)
+    parts = (hashes % np.uint64(partitions)).astype(np.int64)
+    order = np.argsort(parts, kind="stable")
+    bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
+    for part in range(partitions):
+        chosen = order[bounds[part] : bounds[part + 1]]
+        if len(chosen):
+            local, index = np.unique(owners[chosen], return_inverse=True)
+            yield part, ([ids[i] for i in local.tolist()], index.ravel(), hashes[chosen])
 
 
-def _edges(element, threshold: float):
-    """One LSH bucket -> its candidate pairs whose signatures estimate Jaccard >= threshold."""
-    _, members = element
-    bucket = sorted({doc_id: np.frombuffer(sig, dtype=SIGNATURE) for doc_id, sig in members}.items())
-    if len(bucket) > 1:
-        yield from verified_pairs(bucket, threshold)
+def _candidates(element):
+    """One LSH partition's band entries -> its candidate pairs, as one sorted list."""
+    _, entries = element
+    ids, owners, hashes = [], [], []
+    for entry_ids, entry_owners, entry_hashes in entries:
+        owners.append(entry_owners + len(ids))
+        ids += entry_ids
+        hashes.append(entry_hashes)
+    if ids and (pairs := bucket_pairs(ids, np.concatenate(owners), np.concatenate(hashes))):
+        yield sorted(pairs)
 
 
-def _near(element):
-    """One component (label, [(id, karma)]) -> removed ids with their kept id, and the kept one."""
-    _, members = element
-    members = sorted(members)
-    kept, removed = resolve_group(members)
-    yield kept, (NEAR_KEPT, kept, len(members))
-    for doc_id, winner in removed:
-        yield doc_id, (NEAR, winner, len(members))
+def _join_labels(element, partitions: int, merge: bool):
+    """The last components round for one partition of ids: each node's group label, then (partition of the
+    label, (tag, values)) for the group step: the payload of every labelled document (a document without a
+    label has no candidate pair and needs no more work), and (label of a, b) for every candidate pair (a, b)
+    with a here, which the group step checks (b must be in a's group)."""
+    _, batches = element
+    labels, others = labels_of(batches, merge)
+    out: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for payload in others[PAYLOAD]:
+        if (group := labels.get(payload[0])) is not None:
+            out[stable_shard(group, partitions)][PAYLOAD].append((group, payload))
+    for a, b in others[EDGES]:
+        group = labels.get(a, a)  # a node always has a label; if not, the check below fails
+        out[stable_shard(group, partitions)][CHECK].append((group, b))
+    for part, tagged in sorted(out.items()):
+        for tag, values in sorted(tagged.items()):
+            yield part, (tag, values)
 
 
-def _kept_docs(element):
-    doc_id, groups = element
-    decisions = [d for d in groups["decision"] if d[0] not in KEPT]
-    for row in groups["doc"]:
-        if not decisions:
-            yield row
+def _near(element, threshold: float, num_shards: int, rounds: int):
+    """One partition of LSH-connected groups -> near-duplicate decisions by output shard, and a Counter of
+    verified pairs (tagged). Fails the run (NotConverged) if a candidate pair joins two groups."""
+    _, batches = element
+    groups: dict[str, list] = defaultdict(list)
+    checks = []
+    for tag, values in batches:
+        if tag == CHECK:
+            checks += values
+            continue
+        for group, (doc_id, karma, band, shingles) in values:
+            groups[group].append(
+                (doc_id, karma, np.frombuffer(band, dtype=BAND), np.frombuffer(shingles, dtype=SHINGLE))
+            )
+    members = {group: {member[0] for member in docs} for group, docs in groups.items()}
+    if violations := sum(1 for group, b in checks if b not in members.get(group, ())):
+        raise not_converged(violations, rounds)
+    decisions, verified = defaultdict(list), 0
+    for group in sorted(groups):
+        clusters, pairs = resolve_candidates(groups[group], threshold)
+        verified += pairs
+        for cluster in clusters:
+            kept, size = cluster[0][0], len(cluster)
+            decisions[stable_shard(kept, num_shards)].append((kept, NEAR_KEPT, kept, size))
+            for doc_id, _ in cluster[1:]:
+                decisions[stable_shard(doc_id, num_shards)].append((doc_id, NEAR, kept, size))
+    yield from _grouped(decisions)
+    if verified:
+        yield beam.pvalue.TaggedOutput(COUNTS, Counter({"verified_pairs": verified}))
+
+
+def _cluster_key(row: dict) -> str:
+    return f"{row['id']}\t{row['reason']}\t{row['kept_id']}"
+
+
+def _ledger_rows(batch):
+    """(shard, decisions) -> (shard, [ledger row]) for the removed documents."""
+    shard, decisions = batch
+    rows = [(doc_id, STAGE, reason, kept) for doc_id, reason, kept, _ in decisions if reason not in KEPT]
+    if rows:
+        yield shard, rows
+
+
+class WriteShards(beam.PTransform):
+    """(shard, ("docs", rows)) and (shard, ("decisions", ...)) -> `part-*.parquet` (the documents no decision
+    removes) and `clusters-*.parquet` (every decision), both sorted, one GroupByKey for both; outputs the
+    Counter of documents written."""
+
+    def __init__(self, output: StageOutput, num_shards: int) -> None:
+        super().__init__()
+        self.output, self.num_shards = output, num_shards
+
+    def expand(self, pcolls):
+        every_shard = pcolls[0].pipeline | "EveryShard" >> beam.Create(
+            [(i, (DOCS, None)) for i in range(self.num_shards)]
+        )
+        return (
+            (*pcolls, every_shard)
+            | "Flatten" >> beam.Flatten()
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.Map(self._write)
+        )
+
+    def _write(self, element) -> Counter:
+        shard, values = element
+        tables, decisions = [], []
+        for tag, items in values:
+            if tag == DOCS:
+                tables.append(items)
+            else:
+                decisions.extend(items)
+        removed = {doc_id for doc_id, reason, _, _ in decisions if reason not in KEPT}
+        kept = _kept_sorted(tables, removed)
+        write_table(shard_name(self.output.path("part"), shard, self.num_shards), kept)
+        clusters = sorted(
+            (
+                {"id": doc_id, "kept_id": kept_id, "reason": reason, "cluster_size": size}
+                for doc_id, reason, kept_id, size in decisions
+            ),
+            key=_cluster_key,
+        )
+        write_table(
+            shard_name(self.output.path("clusters"), shard, self.num_shards), clusters, CLUSTERS_SCHEMA
+        )
+        return Counter({"out": kept.num_rows})
+
+
+def _kept_sorted(tables: list[pa.Table], removed: set[str]) -> pa.Table:
+    """The rows of `tables` whose id is not in `removed`, sorted by id, as one DOCS_SCHEMA table of one
+    chunk per column (the same Parquet bytes as writing the rows as dicts)."""
+    tables = [table for table in tables if table is not None and table.num_rows]
+    if not tables:
+        return DOCS_SCHEMA.empty_table()
+    table = pa.concat_tables(tables)
+    if removed:
+        table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=pa.array(sorted(removed)))))
+    table = table.take(pc.sort_indices(table, [("id", "ascending")]))
+    columns = [table.column(field.name).cast(field.type).combine_chunks() for field in DOCS_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=DOCS_SCHEMA)
 
 
 class Dedup(beam.PTransform):
@@ -137,82 +313,52 @@ class Dedup(beam.PTransform):
 
     def expand(self, pbegin):
         opts = self.options
-        docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
+        p, n = opts.partitions, opts.num_shards
+        sketches = (
+            pbegin
+            # Arrow tables, not rows: the docs travel to the writer as tables (read_parquet gives dicts).
+            | "ReadDocs" >> beam.io.ReadFromParquetBatched(opts.docs)
+            | "Sketches"
+            >> beam.ParDo(Sketches(opts.minhash, p, n)).with_outputs(PAYLOAD, DOCS, COUNTS, main="exact")
+        )
         exact = (
-            docs
-            | "ByText" >> beam.Map(lambda row: (text_key(row), row))
+            sketches.exact
             | "SameText" >> beam.GroupByKey()
-            | "Exact" >> beam.FlatMap(_exact).with_outputs("removed", main="survivors")
+            | "Exact" >> beam.FlatMap(_exact, p, n).with_outputs(DECISIONS, main="bands")
         )
-        survivors = exact.survivors
-        edges = self._near_edges(survivors)
-        near = self._near_decisions(survivors, edges)
-        decisions = (exact.removed, near) | "Decisions" >> beam.Flatten()
-        kept = (
-            {"doc": survivors | "KeyDocs" >> beam.Map(lambda r: (r["id"], r)), "decision": decisions}
-            | "JoinDecisions" >> beam.CoGroupByKey()
-            | "Kept" >> beam.FlatMap(_kept_docs)
+        near = self._near(exact.bands, sketches[PAYLOAD])
+        decisions = (exact[DECISIONS], near.decisions) | "Decisions" >> beam.Flatten()
+        tagged = decisions | "TagDecisions" >> beam.MapTuple(lambda shard, items: (shard, (DECISIONS, items)))
+        written = (sketches[DOCS], tagged) | "WriteShards" >> WriteShards(self.output, n)
+        dropped = (
+            decisions
+            | "LedgerRows" >> beam.FlatMap(_ledger_rows)
+            | "WriteLedger" >> WriteLedger(self.output, n)
         )
-        dropped = self._write(kept, decisions)
-        counts = (
-            docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
-            kept | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
-            edges | "EdgeCount" >> beam.Map(lambda _: Counter({"verified_pairs": 1})),
-        ) | "AllCounts" >> beam.Flatten()
+        counts = (sketches[COUNTS], written, near[COUNTS]) | "AllCounts" >> beam.Flatten()
         return (counts, dropped) | "Stats" >> WriteStats(self.output, self._config())
 
-    def _near_edges(self, survivors):
-        """Survivors -> distinct (id, id) pairs whose MinHash signatures share an LSH band and estimate
-        Jaccard >= threshold."""
-        minhash = self.options.minhash
-        bands, rows = minhash.bands()
+    def _near(self, bands, payloads):
+        """Survivors' band entries and every document's payload -> near-duplicate decisions (main) and the
+        Counter of verified pairs."""
+        opts = self.options
+        p = opts.partitions
+        candidates = bands | "Buckets" >> beam.GroupByKey() | "Candidates" >> beam.FlatMap(_candidates)
+        initial = candidates | "EdgeSets" >> beam.ParDo(Batched(p, SETS, edge_sets))
+        by_source = candidates | "EdgesBySource" >> beam.ParDo(Batched(p, EDGES, edges_by_source))
+        # One partition holds the whole candidate graph, whose local union-find is exact: one round.
+        rounds = 1 if p == 1 else opts.rounds
+        messages = unrolled(initial, rounds, p, merge=True, prefix="Components")
         return (
-            survivors
-            | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-            | "Signatures" >> beam.ParDo(Signatures(minhash))
-            | "Bands" >> beam.FlatMap(_bands, bands, rows)
-            | "Buckets" >> beam.GroupByKey()
-            | "Verify" >> beam.FlatMap(_edges, minhash.threshold)
-            | "DistinctEdges" >> beam.Distinct()
-        )
-
-    def _near_decisions(self, survivors, edges):
-        """Edges -> connected components -> (id, decision) by the keep rule of each component."""
-        karma = survivors | "Karma" >> beam.Map(lambda row: (row["id"], row["karma"]))
-        components = edges | "Components" >> ConnectedComponents(self.options.rounds)
-        return (
-            {"label": components, "karma": karma}
-            | "JoinKarma" >> beam.CoGroupByKey()
-            | "Members"
-            >> beam.FlatMap(
-                lambda kv: [(label, (kv[0], karma)) for label in kv[1]["label"] for karma in kv[1]["karma"]]
+            (messages, payloads, by_source)
+            | "FlattenLast" >> beam.Flatten()
+            | "JoinLabels" >> beam.GroupByKey()
+            | "ByGroup" >> beam.FlatMap(_join_labels, p, True)
+            | "Groups" >> beam.GroupByKey()
+            | "Near"
+            >> beam.FlatMap(_near, opts.minhash.threshold, opts.num_shards, rounds).with_outputs(
+                COUNTS, main="decisions"
             )
-            | "ByComponent" >> beam.GroupByKey()
-            | "Near" >> beam.FlatMap(_near)
-        )
-
-    def _write(self, kept, decisions):
-        """The kept documents, the clusters table and the ledger; returns the per-reason drop counts."""
-        n = self.options.num_shards
-        kept | "WriteDocs" >> WriteSortedShards(
-            self.output.path("part"), n, DOCS_SCHEMA, lambda row: row["id"]
-        )
-        clusters = decisions | "ClusterRows" >> beam.MapTuple(
-            lambda doc_id, d: {"id": doc_id, "kept_id": d[1], "reason": d[0], "cluster_size": d[2]}
-        )
-        # A document can win its exact group and then be removed as a near duplicate: two rows.
-        clusters | "WriteClusters" >> WriteSortedShards(
-            self.output.path("clusters"),
-            n,
-            CLUSTERS_SCHEMA,
-            lambda row: f"{row['id']}\t{row['reason']}\t{row['kept_id']}",
-        )
-        return (
-            decisions
-            | "Removed" >> beam.Filter(lambda kv: kv[1][0] not in KEPT)
-            | "LedgerRows"
-            >> beam.MapTuple(lambda doc_id, d: (stable_shard(doc_id, n), [(doc_id, STAGE, d[0], d[1])]))
-            | "WriteLedger" >> WriteLedger(self.output, n)
         )
 
     def _config(self) -> dict:

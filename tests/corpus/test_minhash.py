@@ -18,12 +18,17 @@ import corpus.minhash as minhash
 from corpus.minhash import (
     MinHashConfig,
     MinHasher,
+    band_hashes,
     band_keys,
     estimated_jaccard,
     exact_jaccard,
     shingle_hash,
     shingle_set,
+    sorted_jaccard,
+    word_hash,
+    word_hashes,
 )
+from corpus.ngrams import words
 from tests.fixtures.near_duplicates import RECIPES, load_gold, plant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,13 +115,12 @@ def test_empty_document_has_the_empty_minhash():
     assert np.array_equal(signature[0], MinHash(num_perm=128, seed=1).hashvalues)
 
 
-def test_word_cache_bound_changes_nothing(monkeypatch):
-    texts = list(GOLD.values())
+def test_batch_bound_changes_nothing(monkeypatch):
+    # Texts are hashed in numpy passes of at most _BATCH_CHARS characters: where a pass ends changes nothing.
+    texts = [*GOLD.values(), *EDGE_TEXTS]
     expected = MinHasher(MinHashConfig()).signatures(texts)
-    monkeypatch.setattr(minhash, "_CACHE_WORDS", 10)
-    hasher = MinHasher(MinHashConfig())
-    assert np.array_equal(np.vstack([hasher.signatures([t]) for t in texts]), expected)
-    assert len(hasher._word_hashes) < 1000
+    monkeypatch.setattr(minhash, "_BATCH_CHARS", 10)
+    assert np.array_equal(MinHasher(MinHashConfig()).signatures(texts), expected)
 
 
 SUBPROCESS = """
@@ -201,9 +205,10 @@ def test_bands_are_datasketch_optimal_choice(threshold, num_perm):
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     equal = MinHashConfig(num_perm=num_perm, threshold=threshold, weights=(0.5, 0.5))
     assert equal.bands() == (lsh.b, lsh.r)
-    weighted = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.05, 0.95))
+    weighted = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=MinHashConfig().weights)
     assert MinHashConfig(num_perm=num_perm, threshold=threshold).bands() == (weighted.b, weighted.r)
-    assert MinHashConfig().bands() == (16, 8)
+    # Candidates are verified on exact Jaccard, so the default weighs false negatives 0.99: 18 x 7 at 0.8.
+    assert MinHashConfig().bands() == (18, 7)
 
 
 def test_exact_jaccard():
@@ -230,3 +235,69 @@ def test_bands_and_rows_are_datasketchs_choice(threshold, num_perm):
 
     ours = minhash._optimal_bands(threshold, num_perm, (0.5, 0.5))
     assert ours == _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+TEXT = st.text(
+    st.characters(codec="utf-8", categories=["L", "N", "P", "Z", "S", "M"]) | st.sampled_from(" \n_-'İΣß"),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXT, max_size=5))
+def test_word_hashes_find_the_words_of_words(texts):
+    # The numpy tokenizer finds exactly corpus.ngrams.words (lower case, letters and digits of any script),
+    # and hashes each word as the scalar word_hash does.
+    hashes, counts = word_hashes(texts)
+    assert counts.tolist() == [len(words(text)) for text in texts]
+    assert hashes.tolist() == [word_hash(word) for text in texts for word in words(text)]
+
+
+def test_word_hashes_of_real_text_and_edge_cases():
+    texts = [*GOLD.values(), *EDGE_TEXTS, "ΣΑΣ İstanbul Straße \ud800 lone surrogate", "x" * 300_000]
+    hashes, counts = word_hashes(texts)
+    expected = [word for text in texts for word in words(text)]
+    assert counts.tolist() == [len(words(text)) for text in texts]
+    assert hashes.tolist() == [word_hash(word) for word in expected]
+    distinct = {word: h for word, h in zip(expected, hashes.tolist(), strict=True)}
+    assert len(set(distinct.values())) == len(distinct)  # no collision among the fixture's words
+
+
+def test_sketch_gives_sorted_distinct_shingles_and_keys_of_the_normalized_text():
+    config = MinHashConfig()
+    texts = [
+        *list(GOLD.values())[:20],
+        *EDGE_TEXTS,
+        "Hello,   WORLD!! again",
+        "hello world again",
+        "hello world",
+    ]
+    sketch = MinHasher(config).sketch(texts)
+    assert np.array_equal(sketch.signatures, MinHasher(config).signatures(texts))
+    for text, shingles in zip(texts, sketch.shingles, strict=True):
+        assert shingles.tolist() == sorted({shingle_hash(s, 5) for s in shingle_set(text, 5)})
+    for i, a in enumerate(texts):
+        for j, b in enumerate(texts):
+            assert (sketch.keys[i] == sketch.keys[j]) == (words(a) == words(b)), (a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(0, 40)), st.sets(st.integers(0, 40)))
+def test_sorted_jaccard_is_exact_jaccard(a, b):
+    sorted_a, sorted_b = (np.array(sorted(x), dtype=np.uint32) for x in (a, b))
+    assert sorted_jaccard(sorted_a, sorted_b) == exact_jaccard(a, b)
+
+
+def test_band_hashes_are_equal_exactly_where_bands_are_equal():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**32, 128, dtype=np.uint32)
+    b = a.copy()
+    b[30] ^= 1  # band 4 of (18, 7)
+    ha, hb = band_hashes(np.stack([a, b]), 18, 7)
+    assert ha.dtype == np.uint64 and ha.shape == (18,)
+    assert [x == y for x, y in zip(ha, hb, strict=True)] == [i != 4 for i in range(18)]
+    # Equal rows in two bands still give two hashes; bands beyond bands * rows are ignored.
+    assert len(set(band_hashes(np.zeros((1, 128), dtype=np.uint32), 18, 7)[0].tolist())) == 18
+    c = a.copy()
+    c[127] ^= 1
+    assert np.array_equal(band_hashes(np.stack([c]), 18, 7)[0], ha)

@@ -9,12 +9,23 @@ import numpy as np
 import pytest
 from datasketch import MinHashLSH
 
-from corpus.minhash import MinHashConfig, MinHasher, estimated_jaccard, exact_jaccard, shingle_set
+from corpus.minhash import (
+    MinHashConfig,
+    MinHasher,
+    band_hashes,
+    estimated_jaccard,
+    exact_jaccard,
+    shingle_set,
+    sorted_jaccard,
+)
 from corpus.near_duplicates import (
+    bucket_pairs,
     candidate_pairs,
     keep_order,
+    reference_candidates,
     reference_clusters,
     reference_pairs,
+    resolve_candidates,
     verified,
     verified_pairs,
 )
@@ -88,11 +99,13 @@ def test_chained_near_duplicates_become_one_cluster():
     sets = [shingle_set(t, 5) for t in (a, b, c)]
     assert exact_jaccard(sets[0], sets[1]) > 0.85 and exact_jaccard(sets[1], sets[2]) > 0.85
     assert exact_jaccard(sets[0], sets[2]) < 0.8
-    sa, sb, sc = MinHasher(MinHashConfig()).signatures([a, b, c])
+    # Verified as the stage verifies, on the exact Jaccard of the shingle hashes. (The estimate from the
+    # signatures is ~0.035 off at 128 permutations: it can accept A~C, whose exact Jaccard is ~0.75.)
+    sa, sb, sc = MinHasher(MinHashConfig()).sketch([a, b, c]).shingles
     edges = [
         (x, y)
         for (x, sx), (y, sy) in combinations([("A", sa), ("B", sb), ("C", sc)], 2)
-        if verified(sx, sy, 0.8)
+        if sorted_jaccard(sx, sy) >= 0.8
     ]
     assert edges == [("A", "B"), ("B", "C")]
     assert reference_clusters({"A": 5, "B": 1, "C": 5}, edges) == {"A": "A", "B": "A", "C": "A"}
@@ -162,3 +175,73 @@ def test_reference_pairs_match_datasketch_lsh(planted):
         if a != b and verified(by_id[a], by_id[b], config.threshold)
     }
     assert reference_pairs(ids, signatures, *config.bands(), config.threshold) == theirs
+    # The candidates themselves are datasketch's: every pair its LSH returns, and no other.
+    candidates = {(min(a, b), max(a, b)) for a in ids for b in lsh.query(hasher.lean(by_id[a])) if a != b}
+    assert reference_candidates(ids, signatures, *config.bands()) == candidates
+
+
+@pytest.fixture(scope="module")
+def sketched(planted):
+    """The planted collection's ids, sketches and exact-Jaccard pairs."""
+    docs, pairs = planted
+    ids = sorted(docs)
+    return ids, MinHasher(MinHashConfig()).sketch([docs[i] for i in ids]), pairs
+
+
+def test_exact_verification_finds_the_pairs_above_the_threshold_and_nothing_below(sketched):
+    ids, sketch, pairs = sketched
+    config = MinHashConfig()
+    shingles = dict(zip(ids, sketch.shingles, strict=True))
+    found = reference_pairs(ids, sketch.signatures, *config.bands(), config.threshold, shingles)
+    truth = {p for p, j in pairs.items() if j >= config.threshold}
+    assert found <= truth  # never a pair below the threshold (the hashes of the shingles do not collide)
+    just_above = {p for p, j in pairs.items() if 0.81 <= j < 0.85}
+    assert len(just_above) >= 10
+    assert len(found & just_above) / len(just_above) >= 0.95
+    assert len(found) / len(truth) >= 0.97
+
+
+def test_bucket_pairs_from_band_hashes_are_the_lsh_candidates(sketched):
+    ids, sketch, _ = sketched
+    bands, rows = MinHashConfig().bands()
+    hashes = band_hashes(sketch.signatures, bands, rows)
+    owners = np.repeat(np.arange(len(ids)), bands)
+    expected = reference_candidates(ids, sketch.signatures, bands, rows)
+    assert len(expected) > 100
+    assert bucket_pairs(ids, owners, hashes.ravel()) == expected
+    # Entries in any order, split over calls by hash (the stage's partitions), give the same pairs.
+    order = np.random.default_rng(0).permutation(len(owners))
+    flat, flat_owners = hashes.ravel()[order], owners[order]
+    parts = [flat % np.uint64(3) == np.uint64(k) for k in range(3)]
+    assert set().union(*(bucket_pairs(ids, flat_owners[m], flat[m]) for m in parts)) == expected
+
+
+def test_bucket_pairs_chain_a_huge_bucket():
+    ids = [f"d{i:02d}" for i in range(12)]
+    hashes = np.array([7] * 12 + [9, 9], dtype=np.uint64)
+    owners = np.array([*reversed(range(12)), 0, 5])
+    assert bucket_pairs(ids, owners, hashes, max_bucket=10) == {
+        *((f"d{i:02d}", f"d{i + 1:02d}") for i in range(11)),
+        ("d00", "d05"),
+    }
+
+
+def test_resolve_candidates_equals_the_reference_on_a_group(sketched):
+    ids, sketch, _ = sketched
+    config = MinHashConfig()
+    bands = band_hashes(sketch.signatures, *config.bands())
+    karma = {doc_id: len(doc_id) % 5 for doc_id in ids}
+    shingles = dict(zip(ids, sketch.shingles, strict=True))
+    members = [(i, karma[i], b, s) for i, b, s in zip(ids, bands, sketch.shingles, strict=True)]
+    clusters, verified_count = resolve_candidates(members[::-1], config.threshold)  # any member order
+    edges = reference_pairs(ids, sketch.signatures, *config.bands(), config.threshold, shingles)
+    assert verified_count == len(edges)
+    kept = reference_clusters(karma, edges)
+    expected = sorted(
+        sorted(((i, karma[i]) for i in ids if kept[i] == winner), key=keep_order)
+        for winner in set(kept.values())
+        if sum(1 for i in ids if kept[i] == winner) > 1
+    )
+    assert sorted(clusters) == expected
+    assert len(clusters) >= 5
+    assert all(cluster[0][0] == kept[cluster[0][0]] for cluster in clusters)  # the kept one comes first

@@ -82,6 +82,41 @@ def test_same_kept_set_and_bytes_on_one_and_two_workers(planted):
     assert digests(one, *patterns) == digests(two, *patterns) and len(digests(one, *patterns)) == 6
 
 
+def test_partitions_and_rounds_change_no_byte(planted, tmp_path):
+    """More partitions spread the keyed steps over workers and take several components rounds: the output is
+    the same, byte for byte, as with one partition (one round)."""
+    from pipelines.dedup.stage import STAGE as DEDUP
+    from pipelines.dedup.transform import DedupOptions
+
+    docs = str(committed(planted["one"].parent, "extract") / "part-*.parquet")
+    DEDUP.run(DedupOptions(docs, MinHashConfig(), rounds=6, num_shards=2, partitions=5), str(tmp_path), [])
+    patterns = ("part-*.parquet", "clusters-*.parquet", "ledger/dedup-*.parquet")
+    one, many = committed(planted["one"], "dedup"), committed(tmp_path, "dedup")
+    assert digests(one, *patterns) == digests(many, *patterns)
+    stats = [json.loads((out / "stats.json").read_text()) for out in (one, many)]
+    counts = [{key: value for key, value in s.items() if key != "config"} for s in stats]  # config: rounds
+    assert counts[0] == counts[1]
+
+
+def test_too_few_components_rounds_fail_loudly(tmp_path):
+    """A chain of near duplicates spread over partitions needs several rounds; one is not enough, and the
+    run fails instead of writing a wrong clustering."""
+    from pipelines.dedup.components import NotConverged
+    from pipelines.dedup.stage import STAGE as DEDUP
+    from pipelines.dedup.transform import DedupOptions
+
+    text = " ".join(f"w{i}" for i in range(2000))
+    tokens = text.split()
+    rows = [doc(f"https://chain.example/{n}", " ".join(tokens[30 * n : 30 * n + 400])) for n in range(30)]
+    work = write_docs(tmp_path, rows)
+    docs = str(committed(work, "extract") / "part-*.parquet")
+    with pytest.raises(NotConverged, match="did not converge in 1 rounds"):
+        DEDUP.run(DedupOptions(docs, MinHashConfig(), rounds=1, partitions=7), str(tmp_path / "few"), [])
+    DEDUP.run(DedupOptions(docs, MinHashConfig(), rounds=10, partitions=7), str(tmp_path / "enough"), [])
+    kept = read_table(str(committed(tmp_path / "enough", "dedup") / "part-*.parquet"))
+    assert kept.num_rows == 1  # the whole chain is one cluster
+
+
 def test_counts_reconcile_and_the_exact_copy_is_named(planted):
     out = committed(planted["one"], "dedup")
     stats = json.loads((out / "stats.json").read_text())
@@ -95,15 +130,17 @@ def test_counts_reconcile_and_the_exact_copy_is_named(planted):
 
 def test_clusters_equal_the_in_memory_reference(planted):
     """The Beam stage (LSH buckets as GroupByKey, components inside Beam) removes exactly what the in-memory
-    reference (same signatures and bands, union-find) removes from the exact-duplicate survivors."""
+    reference (same signatures and bands, exact verification, union-find) removes from the exact-duplicate
+    survivors."""
     config = MinHashConfig()
     bands, rows = config.bands()
     ledger = read_table(str(committed(planted["one"], "dedup") / "ledger" / "dedup-*.parquet")).to_pylist()
     exact = {r["id"] for r in ledger if r["reason"] == "exact_duplicate"}  # e.g. an edit that changed nothing
     survivors = {row["id"]: row for row in planted["rows"] if row["id"] not in exact}
     ids = sorted(survivors)
-    signatures = MinHasher(config).signatures([survivors[i]["text"] for i in ids])
-    edges = reference_pairs(ids, signatures, bands, rows, config.threshold)
+    sketch = MinHasher(config).sketch([survivors[i]["text"] for i in ids])
+    shingles = dict(zip(ids, sketch.shingles, strict=True))  # candidates are verified on exact Jaccard
+    edges = reference_pairs(ids, sketch.signatures, bands, rows, config.threshold, shingles)
     clusters = reference_clusters({i: survivors[i]["karma"] for i in ids}, edges)
     expected = {i: kept for i, kept in clusters.items() if kept != i}
     assert {r["id"]: r["detail"] for r in ledger if r["reason"] == "near_duplicate"} == expected

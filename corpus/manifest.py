@@ -31,14 +31,25 @@ class ManifestError(InputError):
 
 
 @dataclass(frozen=True)
+class IndexEntry:
+    """A shard's byte-offset index (corpus/shard_index.py), pinned like the shard: its size and sha256. Its
+    name follows from the shard's (`train-000000.tar` -> `train-000000.idx.npy`), so it is not stored."""
+
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ShardEntry:
-    """One tar shard of a split: its file name next to manifest.json and what the release stage counted."""
+    """One tar shard of a split: its file name next to manifest.json and what the release stage counted;
+    `index` when the release wrote one (releases made before it have none and stay valid)."""
 
     path: str
     docs: int
     tokens: int
     bytes: int
     sha256: str
+    index: IndexEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -52,13 +63,35 @@ class TokenizerEntry:
 
 
 @dataclass(frozen=True)
-class NgramEntry:
-    """An n-gram Bloom filter the manifest lists (`webtext ngrams`); its other keys stay in Manifest.data."""
+class NgramFile:
+    """One file of an n-gram filter: its name next to manifest.json, size and SHA-256."""
 
     path: str
     sha256: str
     bytes: int
+
+
+@dataclass(frozen=True)
+class NgramEntry:
+    """An n-gram Bloom filter the manifest lists (`webtext ngrams`); its other keys stay in Manifest.data.
+
+    A whole filter (partitions 1, the entry of every release made before partitions) is one file: `path`,
+    `sha256`, `bytes`. A filter in P > 1 partitions (`"partitions": P`, a power of two) lists its files in
+    `"parts"`, partition i at index i, each with its own path, sha256, bytes (and bits, hashes, items, which
+    the typed view leaves in `data`); the entry's `path` and `sha256` are then None and `bytes` the total."""
+
+    path: str | None
+    sha256: str | None
+    bytes: int
     n: int
+    partitions: int = 1
+    parts: tuple[NgramFile, ...] = ()
+
+    def files(self) -> list[NgramFile]:
+        """The filter's files in partition order (one for a whole filter)."""
+        if self.partitions == 1:
+            return [NgramFile(self.path, self.sha256, self.bytes)]
+        return list(self.parts)
 
 
 @dataclass(frozen=True)
@@ -174,7 +207,17 @@ def _shard(split: str, e: object) -> ShardEntry:
         raise _Invalid(f"split {split!r}: shard {path} has no integer 'docs' and 'tokens' counts")
     if not (_is_count(e.get("bytes")) and _is_sha256(e.get("sha256"))):
         raise _Invalid(f"split {split!r}: shard {path} has no integer 'bytes' and hex 'sha256' to check")
-    return ShardEntry(path, e["docs"], e["tokens"], e["bytes"], e["sha256"])
+    index = _index(split, path, e.get("index"))
+    return ShardEntry(path, e["docs"], e["tokens"], e["bytes"], e["sha256"], index)
+
+
+def _index(split: str, path: str, index: object) -> IndexEntry | None:
+    """A shard entry's optional `index`: absent in releases made before indexes, checked when present."""
+    if index is None:
+        return None
+    if not (isinstance(index, dict) and _is_count(index.get("bytes")) and _is_sha256(index.get("sha256"))):
+        raise _Invalid(f"split {split!r}: shard {path} has an 'index' without integer 'bytes' and hex sha256")
+    return IndexEntry(index["bytes"], index["sha256"])
 
 
 def _ngrams(entries: object) -> list[NgramEntry]:
@@ -183,19 +226,45 @@ def _ngrams(entries: object) -> list[NgramEntry]:
     if not isinstance(entries, list):
         raise _Invalid("'ngrams' is not a list of filters")
     typed = []
+    needs = "a file name 'path', hex 'sha256', integer 'bytes' and 'n'"
     for e in entries:
-        if not (
-            isinstance(e, dict)
-            and isinstance(e.get("path"), str)
-            and PLAIN_NAME_RE.match(e["path"])
-            and _is_sha256(e.get("sha256"))
-            and _is_count(e.get("bytes"))
-            and _is_count(e.get("n"))
-        ):
-            needs = "a file name 'path', hex 'sha256', integer 'bytes' and 'n'"
+        partitions = e.get("partitions", 1) if isinstance(e, dict) else 1
+        if not (isinstance(e, dict) and _is_count(e.get("n"))):
             raise _Invalid(f"bad ngrams entry {_short(e)} (needs {needs})")
-        typed.append(NgramEntry(e["path"], e["sha256"], e["bytes"], e["n"]))
+        if partitions == 1 and not isinstance(partitions, bool):  # a whole filter: one file
+            if not _is_file(e):
+                raise _Invalid(f"bad ngrams entry {_short(e)} (needs {needs})")
+            typed.append(NgramEntry(e["path"], e["sha256"], e["bytes"], e["n"]))
+        else:
+            typed.append(_partitioned(e, partitions))
     return typed
+
+
+def _partitioned(e: dict, partitions: object) -> NgramEntry:
+    """The entry of a filter in P > 1 partitions: P a power of two, `parts` its P files, distinct names."""
+    if not (_is_count(partitions) and partitions > 1 and partitions & (partitions - 1) == 0):
+        raise _Invalid(
+            f"ngrams entry for n={e['n']}: 'partitions' {_short(partitions)} is not a power of two"
+        )
+    parts = e.get("parts")
+    if not (isinstance(parts, list) and len(parts) == partitions and all(_is_file(p) for p in parts)):
+        needs = f"a list 'parts' of {partitions} files, each with a file name 'path', hex 'sha256', 'bytes'"
+        raise _Invalid(f"ngrams entry for n={e['n']}: needs {needs}")
+    files = tuple(NgramFile(p["path"], p["sha256"], p["bytes"]) for p in parts)
+    if len({f.path for f in files}) != len(files):
+        raise _Invalid(f"ngrams entry for n={e['n']}: a partition file is listed twice")
+    return NgramEntry(None, None, sum(f.bytes for f in files), e["n"], partitions, files)
+
+
+def _is_file(e: object) -> bool:
+    """A dict naming a file next to manifest.json, with its SHA-256 and size."""
+    return (
+        isinstance(e, dict)
+        and isinstance(e.get("path"), str)
+        and PLAIN_NAME_RE.match(e["path"]) is not None
+        and _is_sha256(e.get("sha256"))
+        and _is_count(e.get("bytes"))
+    )
 
 
 def _is_count(value: object) -> bool:

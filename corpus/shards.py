@@ -5,6 +5,9 @@ order: ``<key>.txt`` (UTF-8), ``<key>.json`` (sorted compact JSON), ``<key>.toke
 1-D uint16/uint32 array, no EOT inside). Headers carry no time, owner or host detail, so the same samples
 give a byte-identical file.
 
+With each shard write_shard writes its byte-offset index (corpus/shard_index.py), pinned by the manifest;
+verify_release checks it against the manifest and against the tar's own headers.
+
 Reading never trusts a member before its header is checked (member_problem): links, devices, directories,
 fifos, sparse files, names outside the schema (so no '..' or absolute path) and sizes over MAX_MEMBER_BYTES
 or past the end of the file are refused, naming the shard and the member, before any data is read.
@@ -12,6 +15,7 @@ or past the end of the file are refused, naming the shard and the member, before
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -27,6 +31,7 @@ import numpy as np
 # SHARD_RE and file_sha256 stay importable from here: their callers predate corpus.manifest/hashing.
 from corpus.hashing import file_sha256
 from corpus.manifest import PLAIN_NAME_RE, SHARD_RE, Manifest
+from corpus.shard_index import IndexRow, decode_index, encode_index, index_array, index_name
 
 TAR_FORMAT = tarfile.GNU_FORMAT
 MEMBER_SUFFIXES = ("txt", "json", "tokens.npy")
@@ -77,8 +82,15 @@ def tokens_bytes(tokens: np.ndarray) -> bytes:
     if arr.ndim != 1 or arr.dtype.kind != "u" or arr.dtype.itemsize not in (2, 4):
         raise ValueError(f"tokens must be a 1-D uint16/uint32 array, got {arr.dtype} ndim={arr.ndim}")
     arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return _npy_header(arr.dtype.str, arr.shape[0]) + arr.tobytes()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _npy_header(descr: str, count: int) -> bytes:
+    """The header np.save writes for a 1-D array of `count` items of `descr` (numpy's own function, the one
+    np.save calls; cached: np.save's generic path cost more than the release's tar headers)."""
     buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": (count,)})
     return buf.getvalue()
 
 
@@ -107,16 +119,49 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+def _tarfile_header(name: str, size: int) -> bytes:
+    """The header block(s) tarfile writes for a member of ours (GNU format, fixed fields)."""
+    return _tarinfo(name, size).tobuf(TAR_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+_HEADER = _tarfile_header("", 0)  # tarfile's own header for our fixed fields: name and size are patched in
+_NUL = bytes(tarfile.RECORDSIZE)
+
+
+def _header(name: str, size: int) -> bytes:
+    """tarfile's header for member `name` of `size` bytes, byte for byte, without building a TarInfo.
+
+    Writing three members per document through tarfile.addfile (a TarInfo copy, its field-by-field header)
+    cost the release stage more than tokenizing; this patches the name, size and checksum of a header
+    tarfile made once. Names over 100 bytes (a GNU long-name block) and sizes beyond 11 octal digits are left
+    to tarfile.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > tarfile.LENGTH_NAME or size >= 8**11:
+        return _tarfile_header(name, size)
+    buf = bytearray(_HEADER)
+    buf[: len(raw)] = raw
+    buf[124:136] = b"%011o\0" % size
+    buf[148:156] = b"        "  # the checksum counts its own field as spaces
+    buf[148:155] = b"%06o\0" % sum(buf)
+    return bytes(buf)
+
+
 def write_shard(
     path: str,
     samples: list[Sample],
     open_fn: Callable[..., IO[bytes]] = open,
     rename_fn: Callable[[str, str], Any] = os.replace,
+    index: bool = True,
 ) -> dict:
     """Write ``samples`` sorted by key to ``path`` (via ``path + ".tmp"``); return its manifest entry.
 
     ``open_fn(p, "wb")`` opens the temporary file and ``rename_fn(src, dst)`` publishes it (pass Beam's
     FileSystems for remote paths). Same samples give a byte-identical file.
+
+    With `index` the shard's byte-offset index (corpus/shard_index.py) is written beside it, straight to its
+    name before the shard is renamed into place (the shard's rename publishes the pair), and the entry pins
+    it: ``"index": {"bytes", "sha256"}``.
     """
     ordered = sorted(samples, key=lambda s: s.key)
     for prev, cur in zip(ordered, ordered[1:], strict=False):
@@ -126,25 +171,38 @@ def write_shard(
         if not KEY_RE.match(s.key):
             raise ValueError(f"bad sample key {s.key!r}")
     tmp = path + ".tmp"
-    n_tokens = 0
+    n_tokens, rows = 0, []
     with open_fn(tmp, "wb") as raw:
         out = _HashingWriter(raw)
-        with tarfile.open(fileobj=out, mode="w", format=TAR_FORMAT) as tar:  # type: ignore[call-overload]
-            for s in ordered:
-                tok = tokens_bytes(s.tokens)
-                n_tokens += int(np.asarray(s.tokens).shape[0])
-                for suffix, data in zip(
-                    MEMBER_SUFFIXES, (s.text.encode("utf-8"), meta_bytes(s.meta), tok), strict=True
-                ):
-                    tar.addfile(_tarinfo(f"{s.key}.{suffix}", len(data)), io.BytesIO(data))
-    rename_fn(tmp, path)
-    return {
+        for s in ordered:  # the bytes tarfile writes (tested), one write per document
+            tokens = np.asarray(s.tokens)
+            n_tokens += int(tokens.shape[0])
+            spans, parts, at = [], [], out.size
+            datas = (s.text.encode("utf-8"), meta_bytes(s.meta), tokens_bytes(tokens))
+            for suffix, data in zip(MEMBER_SUFFIXES, datas, strict=True):
+                header = _header(f"{s.key}.{suffix}", len(data))
+                padding = _NUL[: -len(data) % tarfile.BLOCKSIZE]
+                spans += [at + len(header), len(data)]
+                parts += [header, data, padding]
+                at += len(header) + len(data) + len(padding)
+            out.write(b"".join(parts))
+            rows.append(IndexRow(s.key, *spans, int(tokens.shape[0]), tokens.dtype.itemsize))
+        out.write(_NUL[: 2 * tarfile.BLOCKSIZE])  # the end of the archive, padded to a whole record
+        out.write(_NUL[: -out.size % tarfile.RECORDSIZE])
+    entry = {
         "path": os.path.basename(path),
         "sha256": out.sha.hexdigest(),
         "bytes": out.size,
         "docs": len(ordered),
         "tokens": n_tokens,
     }
+    if index:
+        data = encode_index(rows)
+        with open_fn(index_name(path), "wb") as handle:
+            handle.write(data)
+        entry["index"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    rename_fn(tmp, path)
+    return entry
 
 
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"  # format 1.0, what np.save writes for these arrays
@@ -247,9 +305,15 @@ def member_problem(member: tarfile.TarInfo, available: int) -> str | None:
 
 def scan_shard(path: str) -> tuple[int, int, list[str]]:
     """Read a shard without extracting anything: (docs, tokens, problems). Never raises."""
+    docs, tokens, problems, _ = _scan(path)
+    return docs, tokens, problems
+
+
+def _scan(path: str) -> tuple[int, int, list[str], list[IndexRow]]:
+    """scan_shard, and the shard's index rows as its own headers give them (valid only without problems)."""
     problems: list[str] = []
-    members: dict[str, set[str]] = {}
-    n_tokens = 0
+    members: dict[str, dict[str, tuple[int, int]]] = {}  # key -> suffix -> (data offset, size), file order
+    counts: dict[str, tuple[int, int]] = {}  # key -> (tokens, itemsize)
     try:
         size = os.path.getsize(path)
         with tarfile.open(path, mode="r:") as tar:
@@ -259,9 +323,9 @@ def scan_shard(path: str) -> tuple[int, int, list[str]]:
                     problems.append(f"member {member.name!r}: {why}")
                     continue
                 key, suffix = MEMBER_RE.match(member.name).groups()  # type: ignore[union-attr]
-                if suffix in members.setdefault(key, set()):
+                if suffix in members.setdefault(key, {}):
                     problems.append(f"member {member.name!r}: duplicate")
-                members[key].add(suffix)
+                members[key][suffix] = (member.offset_data, member.size)
                 f = tar.extractfile(member)
                 data = f.read() if f else b""
                 if len(data) != member.size:
@@ -273,15 +337,23 @@ def scan_shard(path: str) -> tuple[int, int, list[str]]:
                     elif suffix == "json":
                         json.loads(data)
                     else:
-                        n_tokens += int(load_tokens(data).shape[0])
+                        arr = load_tokens(data)
+                        counts[key] = (int(arr.shape[0]), arr.dtype.itemsize)
                 except Exception as e:  # any decode failure is a reported problem
                     problems.append(f"member {member.name!r}: unreadable ({type(e).__name__}: {e})")
     except Exception as e:  # a hostile or truncated tar is reported, never raised
         problems.append(f"unreadable tar ({type(e).__name__}: {e})")
     for key, got in sorted(members.items()):
-        if got != set(MEMBER_SUFFIXES):
+        if set(got) != set(MEMBER_SUFFIXES):
             problems.append(f"sample {key!r}: has {sorted(got)}, expected {list(MEMBER_SUFFIXES)}")
-    return len(members), n_tokens, problems
+    n_tokens = sum(n for n, _ in counts.values())
+    if problems:
+        return len(members), n_tokens, problems, []
+    rows = [
+        IndexRow(key, *got["txt"], *got["json"], *got["tokens.npy"], *counts[key])
+        for key, got in members.items()
+    ]
+    return len(members), n_tokens, problems, rows
 
 
 def _verify_shard(directory: str, entry: Any) -> list[str]:
@@ -299,7 +371,7 @@ def _verify_shard(directory: str, entry: Any) -> list[str]:
         out.append(f"{name}: size {size} bytes, manifest says {entry.get('bytes')} (truncated or altered)")
     elif sha != entry.get("sha256"):
         out.append(f"{name}: sha256 {sha} does not match the manifest (altered or truncated)")
-    docs, tokens, problems = scan_shard(full)
+    docs, tokens, problems, rows = _scan(full)
     if len(problems) > MAX_PROBLEMS_PER_SHARD:
         extra = len(problems) - MAX_PROBLEMS_PER_SHARD
         problems = problems[:MAX_PROBLEMS_PER_SHARD] + [f"... and {extra} more problems"]
@@ -308,7 +380,33 @@ def _verify_shard(directory: str, entry: Any) -> list[str]:
         out.append(f"{name}: {docs} docs, manifest says {entry.get('docs')}")
     if tokens != entry.get("tokens"):
         out.append(f"{name}: {tokens} tokens, manifest says {entry.get('tokens')}")
+    if "index" in entry:
+        out += [f"{name}: {p}" for p in _verify_index(full, entry["index"], size, None if out else rows)]
     return out
+
+
+def _verify_index(shard: str, entry: Any, shard_bytes: int, rows: list[IndexRow] | None) -> list[str]:
+    """The shard's index (corpus/shard_index.py): present, as the manifest pins it and, when the shard itself
+    is sound (`rows` its members as its headers give them), equal to the index rebuilt from them."""
+    name = os.path.basename(index_name(shard))
+    if not isinstance(entry, dict) or not (isinstance(entry.get("sha256"), str) and "bytes" in entry):
+        return [f"manifest: bad index entry {entry!r}"]
+    if not os.path.isfile(index_name(shard)):
+        return [f"index {name} missing"]
+    with open(index_name(shard), "rb") as handle:
+        data = handle.read()
+    if (hashlib.sha256(data).hexdigest(), len(data)) != (entry["sha256"], entry["bytes"]):
+        return [f"index {name}: sha256 or size differs from the manifest"]
+    if rows is None:
+        return []
+    try:
+        table = decode_index(data, shard_bytes)
+    except ValueError as e:
+        return [f"index {name}: {e}"]
+    want = index_array(rows)
+    if table.dtype != want.dtype or table.tobytes() != want.tobytes():
+        return [f"index {name} does not match the shard's members"]
+    return []
 
 
 def _raw(manifest: dict | Manifest) -> dict:
@@ -354,11 +452,20 @@ def verify_release(directory: str, manifest: dict | Manifest) -> list[str]:
 
 
 def _verify_files(directory: str, entries: object) -> list[str]:
-    """Other files the manifest lists with a sha256 (the n-gram Bloom filters): present and unaltered."""
+    """Other files the manifest lists with a sha256 (the n-gram Bloom filters, one file each or, for a
+    filter in partitions, every file of its `parts`): present and unaltered."""
     if not isinstance(entries, list):
         return ["manifest: 'ngrams' is not a list of filters"]
-    problems = []
+    problems, files = [], []
     for entry in entries:
+        parts = entry.get("parts") if isinstance(entry, dict) else None
+        if parts is None:
+            files.append(entry)
+        elif isinstance(parts, list):
+            files += parts
+        else:
+            problems.append(f"manifest: bad ngrams entry {entry!r} ('parts' is not a list of files)")
+    for entry in files:
         name = entry.get("path") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not PLAIN_NAME_RE.match(name):
             problems.append(f"manifest: bad ngrams entry {entry!r}")

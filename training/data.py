@@ -37,19 +37,27 @@ Tracing. With WEBTEXT_TRACE_DOCUMENTS=DIR every batch a ReleaseLoader hands over
 "epoch<TAB>key<TAB>start<TAB>end" (token offsets in the document followed by its EOT) appended to
 DIR/{split}-{rank}-of-{world_size}.tsv; the elastic test proves exactly-once coverage with it.
 
+Reading. A shard is read whole, its size and sha256 checked against the manifest, and its token ids taken
+through its byte-offset index (corpus/shard_index.py, checked the same way and against the tar's headers),
+or, in a release without indexes, by parsing the tar (training/release.py); the next shard is read in a
+background thread meanwhile. A DataLoader worker sends its batches a BatchGroup at a time
+(training/packing.py); the order of batches and the exactness of resume do not change.
+
 Damage. Each shard is read whole into memory and its size and sha256 are checked against the manifest before
 any document of it is used (training/release.py), then every member header is checked before its data is
 read (corpus/shards.member_problem). A shard that is missing, altered, truncated, holds a member that must
 not be read (link, device, sparse, oversized, '..' name), decodes to a wrong document count or holds a token
 id outside the vocabulary fails with one InputError line naming the shard (and the member). With
 skip_corrupt=True it is skipped whole instead, logged as a warning and counted in the reader's state
-(`skipped_shards`). Memory: about one shard per reader.
+(`skipped_shards`). Memory: about two shards per reader (the one in use and the next).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from collections import defaultdict, deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
 from itertools import count, islice
@@ -64,7 +72,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from corpus.errors import InputError
 from training.config import DEFAULT_SHUFFLE_BUFFER, LoaderConfig
 from training.loader_state import RANGE_KEYS, STATE_KEYS, BlockRange, ReaderState
-from training.release import Release, ShardError, read_shard_tokens
+from training.packing import GROUP_BATCHES, BatchGroup, Packer, Span
+from training.release import Release, ShardError, read_ahead
 
 # The loader's config and state types are defined torch-free elsewhere and offered here too.
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "RANGE_KEYS", "STATE_KEYS", "TRACE_ENV", "BlockRange", "LoaderConfig",
@@ -72,7 +81,6 @@ __all__ = ["DEFAULT_SHUFFLE_BUFFER", "RANGE_KEYS", "STATE_KEYS", "TRACE_ENV", "B
            "reader_documents", "reader_states"]  # fmt: skip
 
 log = logging.getLogger(__name__)
-Span = tuple[int, str, int, int]  # (epoch, document key, start, end): a piece of a document in a batch
 TRACE_ENV = "WEBTEXT_TRACE_DOCUMENTS"
 
 
@@ -140,23 +148,23 @@ class ReaderStream:
         from sample `sample` of its `shard`-th shard on, up to (not including) position `stop`."""
         shards, bases, stride = self.part(epoch)
         mine, stop = self.reader % stride, stop or (len(shards), 0)
-        for position in range(shard, len(shards)):
-            entry, base = shards[position], bases[position]
-            if (position, 0) >= stop:
-                return
-            try:
-                for index, key, tokens in read_shard_tokens(
-                    entry, self.release.vocab_size, sample if position == shard else 0
-                ):
-                    if (position, index) >= stop:
-                        return
-                    if (base + index) % stride == mine:
-                        yield (position, index), key, tokens
-            except ShardError as e:
-                if not self.skip_corrupt:
-                    raise
-                self.skipped_shards += 1
-                log.warning("skipping %s", e)
+        end = min(len(shards), stop[0] + (stop[1] > 0))  # the shards holding a position before `stop`
+        loads = read_ahead(shards[shard:end], self.release.vocab_size, sample)
+        try:
+            for position, load in zip(range(shard, end), loads, strict=True):
+                try:
+                    for index, key, tokens in load.result():
+                        if (position, index) >= stop:
+                            return
+                        if (bases[position] + index) % stride == mine:
+                            yield (position, index), key, tokens
+                except ShardError as e:
+                    if not self.skip_corrupt:
+                        raise
+                    self.skipped_shards += 1
+                    log.warning("skipping %s", e)
+        finally:
+            loads.close()
 
     def blocks(
         self, epoch: int, shard: int = 0, sample: int = 0, block: int = 0, stop: tuple[int, int] | None = None
@@ -284,11 +292,28 @@ class PackedDataset(IterableDataset):
         whole = self.whole_part(epoch, state.reader, state.num_readers)
         return replace(state, current=whole, next_epoch=epoch + 1)
 
-    def __iter__(self) -> Iterator[np.ndarray | tuple[np.ndarray, list[Span]]]:
+    def __iter__(self) -> Iterator[np.ndarray | tuple[np.ndarray, list[Span]] | BatchGroup]:
+        """Batches in the main process; BatchGroups of GROUP_BATCHES batches in a DataLoader worker."""
         state = self._start(*self._reader())
         dtype = np.uint16 if self.release.vocab_size <= 1 << 16 else np.uint32
         eot = np.array([self.release.eot_id], dtype)
         packer = Packer(self.config.micro_batch, self.config.seq_len, eot, trace=bool(self.trace))
+        batches = self._batches(state, packer)
+        info = get_worker_info()
+        if info is None:
+            yield from batches
+            return
+        while True:
+            start, group, states = self.state_dict(), [], []
+            for rows in islice(batches, GROUP_BATCHES):
+                group.append(rows)
+                states.append(self._state.as_dict())  # type: ignore[union-attr]  # set with each batch
+            yield BatchGroup(info.id, start, group, states)
+
+    def _batches(
+        self, state: ReaderState, packer: Packer
+    ) -> Generator[np.ndarray | tuple[np.ndarray, list[Span]], None, None]:
+        """Every batch from `state` on, forever (self._state: the position after the last one)."""
         while True:
             state = yield from self._read_range(state, packer)
             state = self._next_range(state)
@@ -324,78 +349,30 @@ class PackedDataset(IterableDataset):
         return replace(state, skipped_shards=stream.skipped_shards)
 
 
-class Packer:
-    """Documents, each followed by its EOT, cut into rows of micro_batch x (seq_len + 1) tokens; what does
-    not fill a batch waits for the next documents."""
-
-    def __init__(self, micro_batch: int, seq_len: int, eot: np.ndarray, trace: bool = False) -> None:
-        self.shape, self.need, self.eot = (micro_batch, seq_len + 1), micro_batch * (seq_len + 1), eot
-        self.trace = trace
-        self.pieces: list[np.ndarray] = []
-        self.have = 0  # tokens in pieces
-        self.spans: list[Span] = []  # their document pieces (only when tracing)
-
-    def add(self, epoch: int, key: str, tokens: np.ndarray, skip: int) -> None:
-        """Document `key` of `epoch` (and its EOT) from token `skip` on."""
-        length = len(tokens) + 1
-        if skip < length:
-            self.pieces += [tokens[skip:], self.eot]
-            self.have += length - skip
-            if self.trace:
-                self.spans.append((epoch, key, skip, length))
-
-    def batches(self) -> Iterator[tuple[np.ndarray | tuple[np.ndarray, list[Span]], int]]:
-        """Every full batch there is now (with its spans when tracing), each with the number of tokens left
-        after it: always a tail of the document added last."""
-        if self.have < self.need:
-            return
-        need, flat = self.need, np.concatenate(self.pieces)
-        full = self.have // need
-        for k in range(full):
-            rows = flat[k * need : (k + 1) * need].reshape(self.shape)
-            yield ((rows, _take_spans(self.spans, need)) if self.trace else rows), self.have - (k + 1) * need
-        self.pieces = [flat[full * need :]]
-        self.have = len(self.pieces[0])
-
-
-def _take_spans(spans: list[Span], tokens: int) -> list[Span]:
-    """Take the first `tokens` tokens' (epoch, key, start, end) document pieces off `spans`."""
-    taken = []
-    while tokens:
-        epoch, key, start, end = spans[0]
-        n = min(tokens, end - start)
-        taken.append((epoch, key, start, start + n))
-        if start + n == end:
-            spans.pop(0)
-        else:
-            spans[0] = (epoch, key, start + n, end)
-        tokens -= n
-    return taken
-
-
 def _as_is(rows: np.ndarray) -> np.ndarray:
     return rows
 
 
 def _prefetch_factor(dataset: PackedDataset) -> int:
-    """Batches a worker may run ahead: about one shuffle block's worth (a few MB of tokens).
+    """BatchGroups a worker may run ahead: about one shuffle block's worth of batches (a few MB of tokens).
 
     Workers read a whole block before packing it, and batches are taken from them in turn; with the default
-    2 batches ahead, the other workers stall while one reads a block.
+    2 items ahead, the other workers stall while one reads a block.
     """
     c = dataset.config
     shards = dataset.release.shards(c.split)
     doc_tokens = sum(e["tokens"] + e["docs"] for e in shards) / max(1, sum(e["docs"] for e in shards))
     per_block = c.shuffle_buffer * doc_tokens / (c.micro_batch * (c.seq_len + 1))
-    return int(min(512, max(2, per_block + 1)))
+    return int(min(512, max(2, per_block + 1)) // GROUP_BATCHES + 1)
 
 
 class ReleaseLoader(StatefulDataLoader):
     """A StatefulDataLoader of (x, y) batches made from the dataset's packed rows.
 
     Workers send the rows in the token dtype (uint16 for GPT-2's vocabulary): a pickled array costs a fraction
-    of what passing two int64 tensors through shared memory does. InputErrors from worker processes arrive as
-    their one line, not a traceback.
+    of what passing two int64 tensors through shared memory does. They send them a BatchGroup at a time
+    (training/packing.py); state_dict() then gives the state after the last batch handed over, not after the
+    group. InputErrors from worker processes arrive as their one line, not a traceback.
     """
 
     def __init__(self, dataset: PackedDataset) -> None:
@@ -411,30 +388,76 @@ class ReleaseLoader(StatefulDataLoader):
             prefetch_factor=_prefetch_factor(dataset) if c.num_workers else None,
         )
         self.pin = c.pin_memory and torch.cuda.is_available()  # as DataLoader: no-op without a GPU
+        self._taken: dict[int, dict[str, Any]] = {}  # worker -> its state after its last batch handed over
+        self._last_worker: int | None = None  # the worker of the last batch handed over
+
+    def state_dict(self) -> dict[str, Any]:
+        """StatefulDataLoader's state, with each worker's reader state after the last batch handed over (the
+        loader's own snapshot has it after the last BatchGroup received) and the last batch's worker as the
+        last one served, so that a resumed loader asks the next worker first and continues exactly."""
+        state = super().state_dict()
+        if not self.num_workers or self._last_worker is None:
+            return state
+        state = copy.deepcopy(state)  # the loader's own snapshot is in it
+        snapshot = state["_snapshot"]
+        for worker, reader in self._taken.items():
+            snapshot["_worker_snapshots"][f"worker_{worker}"]["dataset_state"] = dict(reader)
+        snapshot["_last_yielded_worker_id"] = self._last_worker
+        return state
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches = super().__iter__()
+        items = super().__iter__()
+        self._taken, self._last_worker = {}, None
+        batches = self._ungrouped(items) if self.num_workers else items
         while True:
             try:
                 rows = next(batches)
-                if self.dataset.trace:
-                    rows, spans = rows
-                    self._trace(spans)
-                rows = torch.from_numpy(rows.astype(np.int64))
             except StopIteration:
                 return
             except InputError as e:
                 error, message = type(e), str(e)
                 break
-            x, y = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
-            yield (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
+            yield self._tensors(rows)
         # Stop the worker processes now: left to the garbage collector (the traceback keeps the iterator in a
         # reference cycle) their shutdown can wait out a 5 s timeout per worker.
-        if hasattr(batches, "_shutdown_workers"):
-            batches._shutdown_workers()
+        if hasattr(items, "_shutdown_workers"):
+            items._shutdown_workers()
         if "Traceback" in message:  # re-raised from a worker: keep the original message only
             message = message.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
         raise error(message)
+
+    def _ungrouped(
+        self, groups: Iterator[BatchGroup]
+    ) -> Iterator[np.ndarray | tuple[np.ndarray, list[Span]]]:
+        """The batches of the workers' BatchGroups, one worker at a time in turn (the order of a loader that
+        sends one batch per item), keeping each worker's state after its last batch handed over."""
+        queues: dict[int, deque] = defaultdict(deque)
+        turn: int | None = None  # whose batch comes next: first, the worker of the first group received
+        while True:
+            while turn is None or not queues[turn]:
+                try:
+                    group = next(groups)
+                except StopIteration:
+                    return
+                turn = group.worker if turn is None else turn
+                self._taken.setdefault(group.worker, group.start)
+                queues[group.worker].extend(zip(group.batches, group.states, strict=True))
+            rows, self._taken[turn] = queues[turn].popleft()
+            self._last_worker = turn
+            yield rows
+            turn = (turn + 1) % self.num_workers
+
+    def _tensors(self, rows: np.ndarray | tuple[np.ndarray, list[Span]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) int64 of packed rows (traced first when tracing), each made in one casting copy."""
+        if self.dataset.trace:
+            rows, spans = rows
+            self._trace(spans)
+        shape = (rows.shape[0], rows.shape[1] - 1)
+        x, y = np.empty(shape, np.int64), np.empty(shape, np.int64)
+        np.copyto(x, rows[:, :-1])
+        np.copyto(y, rows[:, 1:])
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        return (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
 
     def _trace(self, spans: list[Span]) -> None:
         d, c = self.dataset, self.dataset.config

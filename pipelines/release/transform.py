@@ -1,11 +1,15 @@
 """The release stage's transform: documents -> WebDataset tar shards, manifest.json and datasheet.md.
 
-    docs -> split (stable hash of the id: val never leaks into train) -> BatchElements -> tokenize (workers)
+    docs -> BatchElements -> tokenize (workers) -> split (stable hash of the id: val never leaks into train)
       -> per split: shard count from the split's total bytes (a side input), shard = stable hash of the id
       -> GroupByKey (split, shard) -> numbered: the shards that got documents, in order, 000000 on
-      -> write_shard (samples sorted by id, fixed tar headers, tmp + rename)
-      -> manifest.json (every shard's sha256/bytes/docs/tokens, the tokenizer, every stage's config and stats)
-      -> datasheet.md + plots
+      -> write_shard (samples sorted by id, fixed tar headers, tmp + rename; the shard's index beside it)
+      -> manifest.json (every shard's sha256/bytes/docs/tokens/index, the tokenizer, every stage's config
+         and stats) -> datasheet.md + plots
+
+Documents travel in batches (a list per element) from BatchElements to the GroupByKey, and the counts are
+per batch: Beam's cost per element (a DoFn call, encoding between fused stages, a Metrics counter per
+Counter) was paid several times per document and cost the stage more than tokenizing did.
 
 The tokenizer (tokenizer.py) is made in the driver and written into the generation before the pipeline runs
 (`ReleaseStage.prepare`); the workers read it from there.
@@ -18,13 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from corpus.chain import CHAIN
 from corpus.datasheet import write_datasheet
@@ -59,23 +68,85 @@ def split_of(doc_id: str, val_fraction: float) -> str:
     return "val" if bucket < val_fraction else "train"
 
 
-class Tokenize(beam.DoFn):
-    """Batches of docs -> Samples. The tokenizer is read from the release's own tokenizer.json in setup():
-    carried inside the DoFn it would be pickled (and bz2-compressed) with every bundle."""
+def _one_process(options: PipelineOptions) -> bool:
+    """Whether the pipeline runs on the DirectRunner in this one process, where spreading work is no use."""
+    runner = options.view_as(StandardOptions).runner
+    direct = options.view_as(DirectOptions)
+    in_process = direct.direct_running_mode == "in_memory" or direct.direct_num_workers == 1
+    return (runner is None or "Direct" in str(runner)) and in_process
 
-    def __init__(self, tokenizer_path: str) -> None:
-        self.tokenizer_path = tokenizer_path
+
+def tokenizer_threads(options: PipelineOptions) -> int:
+    """Threads each worker process's `tokenizers` may use: the cores shared out among the DirectRunner's
+    worker processes (0: its default, every core, right for one process and for runners whose workers are
+    sized by the runner).
+
+    `encode_batch` already runs on every core of a single worker; N processes each doing so would run N
+    threads per core.
+    """
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode != "multi_processing":
+        return 0
+    cores = os.cpu_count() or 1
+    workers = direct.direct_num_workers or cores  # 0: one per core
+    return max(1, cores // workers) if workers > 1 else 0
+
+
+class Tokenize(beam.DoFn):
+    """Batches of docs -> batches of samples. The tokenizer is read from the release's own tokenizer.json in
+    setup(): carried inside the DoFn it would be pickled (and bz2-compressed) with every bundle.
+
+    A batch is encoded in a background thread while the documents of the one before flow on: `encode_batch`
+    runs outside the GIL, so what the fused steps after it do in Python (splits, counts, encoding for the
+    next stage) overlaps the tokenizer instead of following it.
+    """
+
+    def __init__(self, tokenizer_path: str, threads: int = 0) -> None:
+        self.tokenizer_path, self.threads = tokenizer_path, threads
 
     def setup(self) -> None:
+        if self.threads:  # read when the pool starts: at this (worker) process's first encode_batch
+            os.environ.setdefault("RAYON_NUM_THREADS", str(self.threads))
         with open_read(self.tokenizer_path) as handle:
             self.tokenizer = Tokenizer.from_json(handle.read().decode("utf-8"))
         self.dtype = self.tokenizer.token_dtype()
+        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+
+    def start_bundle(self) -> None:
+        self.pending: Future | None = None
 
     def process(self, rows: list[dict]):
-        for row, ids in zip(rows, self.tokenizer.encode_batch([r["text"] for r in rows]), strict=True):
-            meta = {name: row.get(name) for name in META_FIELDS}
-            # A plain tuple of str/dict/bytes: Beam's coder encodes it natively (a Sample would be pickled).
-            yield row["id"], row["text"], meta, np.asarray(ids, dtype=self.dtype).tobytes()
+        encoding = self.ahead.submit(self._samples, rows)
+        if self.pending is not None:
+            yield self.pending.result()
+        self.pending = encoding
+
+    def finish_bundle(self):
+        if self.pending is not None:
+            samples, self.pending = self.pending.result(), None
+            yield WindowedValue(samples, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def teardown(self) -> None:
+        if hasattr(self, "ahead"):
+            self.ahead.shutdown(cancel_futures=True)
+
+    def _samples(self, rows: list[dict]) -> list[tuple]:
+        # Plain tuples of str/dict/bytes in a list: Beam's coder encodes them natively (a Sample would be
+        # pickled).
+        encoded = self.tokenizer.encode_batch([r["text"] for r in rows])
+        return [
+            (
+                row["id"],
+                row["text"],
+                {name: row.get(name) for name in META_FIELDS},
+                _token_bytes(ids, self.dtype),
+            )
+            for row, ids in zip(rows, encoded, strict=True)
+        ]
+
+
+def _token_bytes(ids: list[int], dtype: np.dtype) -> bytes:
+    return np.asarray(ids, dtype=dtype).tobytes()
 
 
 def sample_bytes(doc: tuple) -> int:
@@ -89,9 +160,10 @@ class WriteShards(beam.DoFn):
         self.output, self.dtype = output, dtype
 
     def process(self, element, numbers: dict[tuple[str, int], int]):
-        (split, index), docs = element
+        (split, index), batches = element
         samples = [
             Sample(key, text, meta, np.frombuffer(tokens, dtype=self.dtype))
+            for docs in batches
             for key, text, meta, tokens in docs
         ]
         info = write_shard(
@@ -171,15 +243,17 @@ def _datasheet(manifest: dict, directory: str, summary: dict) -> list[str]:
     return write_datasheet(directory, manifest, manifest["stages"], summary)
 
 
-def _facts(doc: tuple, itemsize: int) -> tuple:
-    """What the datasheet's plots need of one document (small: the text stays on the workers)."""
-    _, _, meta, tokens = doc
-    return len(tokens) // itemsize, meta["domain"], tuple(meta["subreddits"] or ()), meta["karma"]
+def _facts(docs: list[tuple], itemsize: int) -> list[tuple]:
+    """What the datasheet's plots need of a batch of documents (small: the text stays on the workers)."""
+    return [
+        (len(tokens) // itemsize, meta["domain"], tuple(meta["subreddits"] or ()), meta["karma"])
+        for _, _, meta, tokens in docs
+    ]
 
 
-def _summary_of(facts: list[tuple]) -> dict:
+def _summary_of(batches: list[list[tuple]]) -> dict:
     lengths, domains, subreddits, karma = [], Counter(), Counter(), []
-    for length, domain, subs, points in facts:
+    for length, domain, subs, points in (fact for facts in batches for fact in facts):
         lengths.append(length)
         domains[domain] += 1
         subreddits.update(subs)
@@ -192,13 +266,29 @@ def _summary_of(facts: list[tuple]) -> dict:
     }
 
 
-def _shard_key(element: tuple[str, tuple], totals: dict, shard_bytes: int, shard_docs: int | None):
-    split, doc = element
-    return (split, stable_shard(doc[0], num_shards(totals, split, shard_bytes, shard_docs))), doc
+def _out_counts(batch: list[tuple], itemsize: int):  # no return hint: as _split_counts
+    return Counter({"out": len(batch), "tokens": sum(len(doc[3]) for doc in batch) // itemsize})
 
 
-def _split_counts(split: str, doc: tuple):  # no return hint: Beam would infer a dict coder for Counter
-    return Counter({f"{split}_docs": 1, f"{split}_bytes": sample_bytes(doc)})
+def _with_splits(docs: list[tuple], val_fraction: float) -> list[tuple[str, tuple]]:
+    return [(split_of(doc[0], val_fraction), doc) for doc in docs]
+
+
+def _shard_groups(keyed: list[tuple[str, tuple]], totals: dict, shard_bytes: int, shard_docs: int | None):
+    """A batch's documents by (split, shard): one (key, [docs]) per shard the batch touches."""
+    shards = {split: num_shards(totals, split, shard_bytes, shard_docs) for split in {s for s, _ in keyed}}
+    groups: dict[tuple[str, int], list[tuple]] = {}
+    for split, doc in keyed:
+        groups.setdefault((split, stable_shard(doc[0], shards[split])), []).append(doc)
+    return list(groups.items())
+
+
+def _split_counts(keyed: list[tuple[str, tuple]]):  # no return hint: Beam would infer a dict coder
+    counts: Counter = Counter()
+    for split, doc in keyed:
+        counts[f"{split}_docs"] += 1
+        counts[f"{split}_bytes"] += sample_bytes(doc)
+    return counts
 
 
 class Release(beam.PTransform):
@@ -213,30 +303,32 @@ class Release(beam.PTransform):
         self.itemsize = np.dtype(self.dtype).itemsize
 
     def expand(self, pbegin):
-        docs = pbegin | "ReadDocs" >> read_parquet(self.options.docs)
-        samples = (
-            docs
+        docs = (
+            pbegin
+            | "ReadDocs" >> read_parquet(self.options.docs)
             | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=2048)
-            | "Tokenize" >> beam.ParDo(Tokenize(self.output.path(*TOKENIZER_PATH)))
         )
+        if not _one_process(pbegin.pipeline.options):  # a docs file is read by one worker: spread its batches
+            docs = docs | "Spread" >> beam.Reshuffle()
+        threads = tokenizer_threads(pbegin.pipeline.options)
+        samples = docs | "Tokenize" >> beam.ParDo(Tokenize(self.output.path(*TOKENIZER_PATH), threads))
         infos = self._write_shards(samples)
         self._write_manifest(infos, samples)
         return self._write_stats(pbegin, docs, samples)
 
     def _write_shards(self, samples):
-        """Samples -> their split's shards, written; one (split, shard info) per shard."""
+        """Batches of samples -> their split's shards, written; one (split, shard info) per shard."""
         opts = self.options
-        val_fraction = opts.val_fraction  # lambdas capture only small values: a closure is pickled whole
-        keyed = samples | "Split" >> beam.Map(lambda doc: (split_of(doc[0], val_fraction), doc))
+        keyed = samples | "Split" >> beam.Map(_with_splits, opts.val_fraction)
         totals = (
             keyed
-            | "Sizes" >> beam.MapTuple(_split_counts)
+            | "Sizes" >> beam.Map(_split_counts)
             | "Totals" >> beam.CombineGlobally(lambda cs: sum(cs, Counter()))
         )
         shards = (
             keyed
             | "Shard"
-            >> beam.Map(_shard_key, beam.pvalue.AsSingleton(totals), opts.shard_bytes, opts.shard_docs)
+            >> beam.FlatMap(_shard_groups, beam.pvalue.AsSingleton(totals), opts.shard_bytes, opts.shard_docs)
             | "Group" >> beam.GroupByKey()
         )
         numbers = (
@@ -267,12 +359,11 @@ class Release(beam.PTransform):
         _ = manifest | "Datasheet" >> beam.Map(_datasheet, self.output.root, beam.pvalue.AsSingleton(summary))
 
     def _write_stats(self, pbegin, docs, samples):
-        """stats.json: documents in and out and the tokens released (the counters release:in, :out, :tokens);
-        the release drops nothing."""
-        itemsize = self.itemsize
+        """stats.json: documents in and out and the tokens released (the counters release:in, :out, :tokens),
+        one Counter per batch; the release drops nothing."""
         counts = (
-            docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
-            samples | "Out" >> beam.Map(lambda doc: Counter({"out": 1, "tokens": len(doc[3]) // itemsize})),
+            docs | "In" >> beam.Map(lambda rows: Counter({"in": len(rows)})),
+            samples | "Out" >> beam.Map(_out_counts, self.itemsize),
         ) | "AllCounts" >> beam.Flatten()
         dropped = pbegin | "NoDrops" >> beam.Create([Counter()])
         return (counts, dropped) | "Stats" >> WriteStats(

@@ -1,5 +1,5 @@
 """`webtext verify DIR`: check a release against its manifest (every shard's hash, size, counts and tar
-safety, the shards' numbering), without running Beam."""
+safety, every shard index's hash and agreement with its tar, the shards' numbering), without running Beam."""
 
 from __future__ import annotations
 

@@ -287,3 +287,81 @@ def test_validate_manifest_takes_an_already_decoded_object() -> None:
     assert validate_manifest(copy.deepcopy(DEMO), WHERE).documents() == 6
     with pytest.raises(ManifestError, match=r"^x\.json: not a JSON object$"):
         validate_manifest(None, "x.json")
+
+
+def test_a_shard_index_entry_is_optional_and_checked_when_present() -> None:
+    from corpus.manifest import IndexEntry
+
+    index = {"bytes": 312, "sha256": SHA_VAL}
+    manifest = parse_manifest(broken(_set("splits.train.0.index", index)), WHERE)
+    assert manifest.shards("train") == [
+        ShardEntry("train-000000.tar", 4, 2939, 30720, SHA_TRAIN, IndexEntry(312, SHA_VAL))
+    ]
+    assert manifest.shards("val")[0].index is None  # a release made before indexes
+    for bad in ({"bytes": 312}, {"bytes": -1, "sha256": SHA_VAL}, "val-000000.idx.npy"):
+        with pytest.raises(ManifestError) as raised:
+            parse_manifest(broken(_set("splits.train.0.index", bad)), WHERE)
+        problem = "shard train-000000.tar has an 'index' without integer 'bytes' and hex sha256"
+        assert str(raised.value) == f"{WHERE}: split 'train': {problem}"
+
+
+def _partitioned_filter(manifest: dict) -> None:
+    """The demo's 8-gram filter as `webtext ngrams --partitions 2` records it."""
+    part = {"bits": 29888, "hashes": 24, "items": 776, "bytes": 3800}
+    parts = [
+        {**part, "path": "ngrams-8-part0000of0002-1111111111111111.bloom", "sha256": SHA_VAL},
+        {**part, "path": "ngrams-8-part0001of0002-2222222222222222.bloom", "sha256": SHA_TRAIN},
+    ]
+    manifest["ngrams"] = [
+        {
+            "bits": 59776, "bytes": 7600, "documents": 4, "fpr": 1e-08, "hash": "ngram64-v1", "items": 1552,
+            "n": 8, "ngrams": 1551, "partitions": 2, "parts": parts, "split": "train",
+        }
+    ]  # fmt: skip
+
+
+def test_a_filter_in_partitions_lists_its_files_in_order() -> None:
+    manifest = parse_manifest(broken(_partitioned_filter), WHERE)
+    (entry,) = manifest.ngrams
+    assert (entry.n, entry.partitions, entry.path, entry.sha256, entry.bytes) == (8, 2, None, None, 7600)
+    assert [(f.path, f.sha256, f.bytes) for f in entry.files()] == [
+        ("ngrams-8-part0000of0002-1111111111111111.bloom", SHA_VAL, 3800),
+        ("ngrams-8-part0001of0002-2222222222222222.bloom", SHA_TRAIN, 3800),
+    ]
+    whole = parse_manifest(demo_bytes(), WHERE).ngrams[0]  # a whole filter: partitions 1, its one file
+    assert whole.partitions == 1 and [f.path for f in whole.files()] == ["ngrams-8-3305a5d50c31e05e.bloom"]
+    explicit = parse_manifest(broken(_set("ngrams.0.partitions", 1)), WHERE).ngrams  # "partitions": 1 is fine
+    assert explicit == [NgramEntry("ngrams-8-3305a5d50c31e05e.bloom", SHA_BLOOM, 7528, 8)]
+
+
+def _in_parts(*changes):
+    def change(manifest: dict) -> None:
+        _partitioned_filter(manifest)
+        for step in changes:
+            step(manifest)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_set("ngrams.0.partitions", 3), "ngrams entry for n=8: 'partitions' 3 is not a power of two"),
+        (_set("ngrams.0.partitions", True), "ngrams entry for n=8: 'partitions' True is not a power of two"),
+        (_set("ngrams.0.partitions", 4), "ngrams entry for n=8: needs a list 'parts' of 4 files"),
+        (_set("ngrams.0.parts", _DELETE), "ngrams entry for n=8: needs a list 'parts' of 2 files"),
+        (
+            _set("ngrams.0.parts.1.path", "../x.bloom"),
+            "ngrams entry for n=8: needs a list 'parts' of 2 files",
+        ),
+        (_set("ngrams.0.parts.0.sha256", "x"), "ngrams entry for n=8: needs a list 'parts' of 2 files"),
+        (
+            _set("ngrams.0.parts.1.path", "ngrams-8-part0000of0002-1111111111111111.bloom"),
+            "ngrams entry for n=8: a partition file is listed twice",
+        ),
+    ],
+)
+def test_a_bad_filter_in_partitions_is_one_line(change, problem: str) -> None:
+    with pytest.raises(ManifestError) as raised:
+        parse_manifest(broken(_in_parts(change)), WHERE)
+    assert str(raised.value).startswith(f"{WHERE}: {problem}"), str(raised.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -271,7 +272,8 @@ def test_verify_and_numbering_take_a_parsed_manifest_as_well_as_the_dict(tmp_pat
     parsed = parse_manifest(manifest_bytes(manifest), f"{d}/manifest.json")
     assert verify_release(d, parsed) == verify_release(d, manifest) == []
     assert numbering_problems(parsed) == numbering_problems(manifest) == []
-    os.rename(os.path.join(d, "train-000001.tar"), os.path.join(d, "train-000002.tar"))
+    for suffix in (".tar", ".idx.npy"):  # a shard moves with its index
+        os.rename(os.path.join(d, f"train-000001{suffix}"), os.path.join(d, f"train-000002{suffix}"))
     manifest["splits"]["train"][1]["path"] = "train-000002.tar"
     parsed = parse_manifest(manifest_bytes(manifest), f"{d}/manifest.json")
     assert verify_release(d, parsed) == []
@@ -307,3 +309,49 @@ def test_verify_reports_a_bad_ngrams_entry_without_raising(tmp_path) -> None:
     assert verify_release(d, {**manifest, "ngrams": {"path": "x"}}) == [
         "manifest: 'ngrams' is not a list of filters"
     ]
+
+
+def _tarfile_shard(samples: list[Sample]) -> bytes:
+    """A shard as tarfile.addfile and np.save write it: what write_shard's own tar headers must equal."""
+    from corpus.shards import meta_bytes
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for s in sorted(samples, key=lambda s: s.key):
+            npy = io.BytesIO()
+            np.save(npy, s.tokens, allow_pickle=False)
+            for suffix, data in (
+                ("txt", s.text.encode()),
+                ("json", meta_bytes(s.meta)),
+                ("tokens.npy", npy.getvalue()),
+            ):
+                info = tarfile.TarInfo(f"{s.key}.{suffix}")
+                info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+                    len(data),
+                    0,
+                    0o644,
+                    0,
+                    0,
+                    "",
+                    "",
+                )
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_write_shard_writes_the_bytes_tarfile_and_np_save_write(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    samples = _samples() + [
+        Sample("k" * 101, "a name over 100 bytes: GNU long-name block", {}, np.array([1], np.uint16)),
+        Sample("x" * 100, "x" * 512, {"a": [1, None]}, rng.integers(0, 9, 255, dtype=np.uint16)),
+        Sample("big", "é" * 5000, {"n": 1}, rng.integers(0, 70000, 20_000, dtype=np.uint32)),
+        Sample("blockedge", "y" * 511, {}, np.zeros(0, np.uint32)),
+    ]
+    for n in range(0, 1200, 7):
+        samples.append(
+            Sample(f"n{n:05d}", "z" * (n % 600), {"n": n}, rng.integers(0, 50257, n, dtype=np.uint16))
+        )
+    path = tmp_path / "t.tar"
+    info = write_shard(str(path), samples)
+    assert path.read_bytes() == _tarfile_shard(samples)
+    assert info["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
+from corpus.shard_index import index_name
 from corpus.tokenizer import gpt2_tokenizer
 from pipelines.outputs import stable_shard
 from pipelines.release.transform import shard_numbers, split_of
@@ -115,7 +116,8 @@ def test_verify_names_a_gap_in_the_shard_numbers(released, tmp_path, capsys):
     copy = shutil.copytree(released["release"], tmp_path / "release")
     last = released["manifest"]["splits"]["train"][-1]["path"]
     gap = last.replace(last[-10:-4], f"{int(last[-10:-4]) + 1:06d}")
-    (copy / last).rename(copy / gap)
+    for name, moved in ((last, gap), (index_name(last), index_name(gap))):  # a shard moves with its index
+        (copy / name).rename(copy / moved)
     (copy / "manifest.json").write_text((copy / "manifest.json").read_text().replace(last, gap))
     assert main(["verify", str(copy)]) == 1
     assert "split 'train' is not numbered train-000000.tar on without gaps" in capsys.readouterr().err

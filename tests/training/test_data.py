@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import shutil
 from itertools import islice
@@ -13,11 +15,12 @@ import pytest
 import torch
 
 from corpus.errors import InputError
-from corpus.shards import read_shard
+from corpus.shards import Sample, read_shard, write_shard
 from tests.training.release_fixture import write_release
 from training.config import LoaderConfig
 from training.data import build_loader, reader_documents, reader_states
-from training.release import Release, open_release, steps_per_epoch
+from training.packing import GROUP_BATCHES
+from training.release import Release, ShardError, open_release, read_shard_tokens, steps_per_epoch
 
 SEQ_LEN, MICRO_BATCH = 16, 2
 
@@ -245,3 +248,109 @@ def test_block_starts_from_the_manifest_match_the_blocks_read(release, readers):
             assert len(starts) == stream.num_blocks(epoch)
             assert starts == [stream.block_start(epoch, b) for b in range(len(starts))]
             assert stream.block_start(epoch, len(starts)) == (len(stream.part(epoch)[0]), 0)
+
+
+def without_index(src: Path, dst: Path) -> Path:
+    """A copy of the release as made before shard indexes: no index files, none in the manifest."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.idx.npy"))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    for entries in manifest["splits"].values():
+        for entry in entries:
+            del entry["index"]
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_release_without_an_index_is_parsed_and_gives_the_same_batches(
+    tmp_path, release, release_dir, num_workers
+):
+    assert all(e["index"] for e in release.shards("train"))  # the fixture's shards have one
+    old = open_release(str(without_index(release_dir, tmp_path / "old")))
+    assert not any(e["index"] for e in old.shards("train"))
+    for shuffle_buffer in (1, 4):
+        want = take(loader(release, num_workers=num_workers, shuffle_buffer=shuffle_buffer), 30)
+        got = take(loader(old, num_workers=num_workers, shuffle_buffer=shuffle_buffer), 30)
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, want, strict=True)
+        )
+
+
+def test_read_shard_tokens_through_the_index_equals_parsing_the_tar(tmp_path):
+    samples = [
+        Sample(f"k{i}", "t", {}, np.arange(i, 3 * i, dtype=np.uint32 if i % 3 == 0 else np.uint16))
+        for i in range(1, 9)
+    ]  # mixed uint16 and uint32 samples: one view each instead of one array
+    for name, chosen in (
+        ("mixed", samples),
+        ("uniform", [s for s in samples if s.tokens.dtype == np.uint16]),
+    ):
+        entry = write_shard(str(tmp_path / f"{name}.tar"), chosen) | {"url": str(tmp_path / f"{name}.tar")}
+        for skip in (0, 2, len(chosen)):
+            indexed = list(read_shard_tokens(entry, 100, skip))
+            parsed = list(read_shard_tokens({**entry, "index": None}, 100, skip))
+            assert [(i, k) for i, k, _ in indexed] == [(i, k) for i, k, _ in parsed]
+            assert len(indexed) == len(chosen) - skip
+            for (_, _, a), (_, _, b) in zip(indexed, parsed, strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+        with pytest.raises(ShardError, match=r"sample 'k7' has token id 20 >= vocab_size 20"):
+            list(read_shard_tokens(entry, 20))
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [("altered", "corrupt index (sha256 differs from the manifest)"), ("missing", "index missing")],
+)
+def test_a_damaged_index_fails_naming_it_or_is_skipped(tmp_path, release_dir, damage, message, caplog):
+    dst = shutil.copytree(release_dir, tmp_path / "r")
+    index = dst / "train-000001.idx.npy"
+    if damage == "altered":
+        index.write_bytes(index.read_bytes()[:-1] + b"\x01")
+    else:
+        index.unlink()
+    release = open_release(str(dst))
+    with pytest.raises(InputError) as failure:
+        take(loader(release, shuffle_buffer=1), 10_000)
+    assert str(failure.value) == f"{release.root}/train-000001.idx.npy: {message}"
+    docs = [t for _, t in reader_documents(release, "train", 0, 0, 0, 1, 1, skip_corrupt=True)]
+    assert len(docs) == 9 + 11 + 7  # the shard whose index is damaged is skipped whole, like a damaged shard
+
+
+def test_resume_with_workers_from_every_place_inside_a_batch_group(release):
+    """Workers send GROUP_BATCHES batches at a time; a state taken between any two batches resumes exactly."""
+    full = take(loader(release, num_workers=2), 3 * GROUP_BATCHES + 6)
+    for k in (1, GROUP_BATCHES - 1, GROUP_BATCHES, GROUP_BATCHES + 1, 2 * GROUP_BATCHES + 3):
+        interrupted = loader(release, num_workers=2)
+        assert len(take(interrupted, k)) == k
+        resumed = loader(release, num_workers=2)
+        resumed.load_state_dict(interrupted.state_dict())
+        rest = take(resumed, 5)
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(rest, full[k : k + 5], strict=True)), k
+        again = loader(release, num_workers=2)  # a state taken after a resume, inside its first groups
+        again.load_state_dict(resumed.state_dict())
+        assert all(
+            torch.equal(a[0], b[0]) for a, b in zip(take(again, 3), full[k + 5 : k + 8], strict=True)
+        ), k
+
+
+def test_an_index_that_does_not_describe_its_shard_is_named_and_a_hostile_tar_is_parsed(
+    tmp_path, release_dir
+):
+    dst = shutil.copytree(release_dir, tmp_path / "r")
+    index = dst / "train-000001.idx.npy"
+    table = np.load(index, allow_pickle=False)
+    table["key"][0] = b"train001x99999"  # the manifest is updated to match: only the tar can tell
+    buf = io.BytesIO()
+    np.save(buf, table, allow_pickle=False)
+    index.write_bytes(buf.getvalue())
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["splits"]["train"][1]["index"] = {
+        "bytes": len(buf.getvalue()),
+        "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+    }
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    release = open_release(str(dst))
+    with pytest.raises(InputError) as failure:
+        take(loader(release, shuffle_buffer=1), 10_000)
+    why = "its index train-000001.idx.npy does not describe it: a header names another member"
+    assert str(failure.value) == f"{release.root}/train-000001.tar: corrupt shard (ValueError: {why})"

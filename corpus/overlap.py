@@ -6,10 +6,11 @@ heading). An example's n-grams are taken over GPT-2's normalized words (`corpus.
 examples; inside a jsonl text, line breaks are whitespace like any other. Counts are of n-gram occurrences:
 an n-gram repeated in an example counts each time.
 
-The training side is an `NgramIndex`: a Bloom filter (`BloomIndex`: no false negatives, false positives at
-the filter's rate) or an exact set of n-gram strings (`ExactNgrams`, for small corpora and for checking the
-filter). An example is dirty when the fraction of its n-grams found exceeds a threshold (default 0: any
-n-gram found); an example of fewer than n words has no n-grams and is clean.
+The training side is an `NgramIndex`: a Bloom filter, whole or in partitions (`BloomIndex`: no false
+negatives, false positives at the filter's rate; a key is asked of its partition only) or an exact set of
+n-gram strings (`ExactNgrams`, for small corpora and for checking the filter). An example is dirty when the
+fraction of its n-grams found exceeds a threshold (default 0: any n-gram found); an example of fewer than n
+words has no n-grams and is clean.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from corpus.bloom import BloomFilter, plan
+from corpus.bloom import BloomFilter, PartitionedBloom, plan_partitions, split_sorted
 from corpus.errors import InputError
 from corpus.ngrams import NgramHasher, combine_word_hashes, ngrams, stable_hash64, words
 
@@ -85,9 +86,9 @@ class NgramIndex(Protocol):
 
 
 class BloomIndex:
-    """A Bloom filter as an index: n-gram hashes queried in bulk."""
+    """A Bloom filter (or the partitions of one) as an index: n-gram hashes queried in bulk."""
 
-    def __init__(self, bloom: BloomFilter) -> None:
+    def __init__(self, bloom: BloomFilter | PartitionedBloom) -> None:
         self.bloom, self.n = bloom, bloom.params.n
         self._hasher = NgramHasher(self.n)
 
@@ -143,12 +144,17 @@ def _push(runs: list[np.ndarray], run: np.ndarray) -> None:
     runs.append(run)
 
 
-def bloom_from_texts(texts: Iterable[str], n: int, fpr: float) -> BloomFilter:
-    """A filter of the n-grams of some texts, sized from their exact number of distinct n-gram hashes."""
+def bloom_from_texts(
+    texts: Iterable[str], n: int, fpr: float, partitions: int = 1
+) -> BloomFilter | PartitionedBloom:
+    """A filter of the n-grams of some texts, sized from their exact number of distinct n-gram hashes; in
+    `partitions` (a power of two) partitions, each sized from its own number, when more than 1."""
     keys = distinct_hashes(texts, n)
-    bloom = BloomFilter(plan(len(keys), fpr, n))
-    bloom.add(keys)
-    return bloom
+    parts = split_sorted(keys, partitions)
+    bloom = PartitionedBloom.planned(plan_partitions([len(part) for part in parts], fpr, n))
+    for part, filled in zip(parts, bloom.parts, strict=True):
+        filled.add(part)
+    return bloom.parts[0] if partitions == 1 else bloom
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -225,10 +231,10 @@ class FprCheck:
         return {"strings": self.strings, "hits": self.hits, "bound": self.bound, "estimated": self.estimated}
 
 
-def fpr_check(bloom: BloomFilter, count: int = 1_000_000, seed: int = 0) -> FprCheck:
+def fpr_check(bloom: BloomFilter | PartitionedBloom, count: int = 1_000_000, seed: int = 0) -> FprCheck:
     """GPT-2's check of a filter: `count` random strings queried, every hit a false positive."""
     hits = int(bloom.contains(random_ngram_hashes(count, bloom.params.n, seed)).sum())
-    return FprCheck(count, hits, bloom.params.fpr, bloom.fill() ** bloom.params.hashes)
+    return FprCheck(count, hits, bloom.params.fpr, bloom.estimated_fpr())
 
 
 class EvalNgrams:

@@ -27,6 +27,17 @@ def probability(text: str) -> float:
     return value
 
 
+def partitions(text: str) -> int:
+    """--partitions: a power of two from 1 to 4096."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or value > 4096 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two from 1 to 4096, got {text!r}")
+    return value
+
+
 def byte_size(text: str) -> int:
     """A size such as 16GiB, 500MB or 2000000000, in bytes."""
     units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -115,7 +126,7 @@ def run_overlap_command(args: argparse.Namespace, _beam_args: list[str]) -> int:
 def build_indexes(args: argparse.Namespace) -> dict[str, tuple[NgramIndex, dict]]:
     """label -> (index, what it is) for the release, the filter file and every --build-from."""
     from corpus.overlap import BloomIndex, ExactNgrams, bloom_from_texts, read_examples
-    from pipelines.ngrams.transform import filter_path, train_texts
+    from pipelines.ngrams.transform import filter_paths, train_texts
     from pipelines.outputs import stage_output
 
     indexes: dict[str, tuple[NgramIndex, dict]] = {}
@@ -125,9 +136,9 @@ def build_indexes(args: argparse.Namespace) -> dict[str, tuple[NgramIndex, dict]
             exact = ExactNgrams.from_texts(train_texts(release), args.n)
             indexes["release"] = (exact, _exact_info("release train split", release, exact))
         else:
-            indexes["release"] = _load_bloom(filter_path(release, args.n), args.n, "release train split")
+            indexes["release"] = _load_bloom(filter_paths(release, args.n), args.n, "release train split")
     if args.bloom:
-        indexes["bloom"] = _load_bloom(args.bloom, args.n, os.path.basename(args.bloom))
+        indexes["bloom"] = _load_bloom([args.bloom], args.n, os.path.basename(args.bloom))
     for text in args.build_from:
         name, path = named(text, "--build-from")
         if name in indexes:
@@ -141,22 +152,24 @@ def build_indexes(args: argparse.Namespace) -> dict[str, tuple[NgramIndex, dict]
             log.info("overlap: building a %d-gram filter of %s", args.n, path)
             bloom = bloom_from_texts(texts, args.n, args.fpr)
             info = {"description": description, "source": path, "method": "bloom"}
-            indexes[name] = (BloomIndex(bloom), info | {"params": bloom.params.to_dict()})
+            indexes[name] = (BloomIndex(bloom), info | {"params": bloom.describe()})
     return indexes
 
 
-def _load_bloom(path: str, n: int, description: str) -> tuple[NgramIndex, dict]:
+def _load_bloom(paths: list[str], n: int, description: str) -> tuple[NgramIndex, dict]:
+    """A filter file, or the P partition files of one (in order), as an index and what it is."""
     from corpus.bloom import BloomFormatError
     from corpus.overlap import BloomIndex
-    from pipelines.ngrams.transform import read_filter
+    from pipelines.ngrams.transform import read_filters
 
     try:
-        bloom = read_filter(path)
+        bloom = read_filters(paths)
     except BloomFormatError as err:
         raise InputError(str(err)) from None
     if bloom.params.n != n:
-        raise InputError(f"{path}: the filter holds {bloom.params.n}-grams; pass --n {bloom.params.n}")
-    info = {"description": description, "source": path, "method": "bloom", "params": bloom.params.to_dict()}
+        raise InputError(f"{paths[0]}: the filter holds {bloom.params.n}-grams; pass --n {bloom.params.n}")
+    source = paths[0] if len(paths) == 1 else os.path.dirname(paths[0]) or "."
+    info = {"description": description, "source": source, "method": "bloom", "params": bloom.describe()}
     return BloomIndex(bloom), info
 
 

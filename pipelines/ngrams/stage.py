@@ -15,7 +15,7 @@ from typing import Any
 
 from corpus.command_line import positive_int
 from corpus.workdir import Output
-from pipelines.ngrams.overlap import byte_size, probability
+from pipelines.ngrams.overlap import byte_size, partitions, probability
 from pipelines.stage import Stage, StageResult
 
 
@@ -48,13 +48,22 @@ class NgramsStage(Stage):
             type=byte_size,
             default=16 * 2**30,
             metavar="SIZE",
-            help="refuse to build when a worker would hold more (2 filters; default 16GiB)",
+            help="the memory a worker may hold while building (default 16GiB): sets --partitions, and the "
+            "stage refuses when even the most partitions exceed it",
+        )
+        parser.add_argument(
+            "--partitions",
+            type=partitions,
+            default=None,
+            metavar="P",
+            help="build the filter in P partitions (a power of two up to 4096), one per worker; default: "
+            "the fewest that fit --max-memory (1 for all but large releases)",
         )
 
     def options(self, args: argparse.Namespace):
         from pipelines.ngrams.transform import NgramsOptions
 
-        return NgramsOptions(self.out_dir(args), args.n, args.fpr, args.max_memory)
+        return NgramsOptions(self.out_dir(args), args.n, args.fpr, args.max_memory, args.partitions)
 
     def out_dir(self, args: argparse.Namespace) -> str:
         """The committed release folder that `--release` names (one clear error when there is none)."""
@@ -84,9 +93,13 @@ class NgramsStage(Stage):
         output = find_stage_output(args.release, *self.reads)
         if output is None:
             return None
-        filters = read_manifest(output.path).data.get("ngrams", [])
-        entry = next((e for e in filters if e["n"] == args.n), None)
-        return self._result(output, entry) if entry and exists(output.join(entry["path"])) else None
+        manifest = read_manifest(output.path)
+        typed = next((e for e in manifest.ngrams if e.n == args.n), None)
+        if typed is None or not all(exists(output.join(f.path)) for f in typed.files()):
+            return None
+        if getattr(args, "partitions", None) not in (None, typed.partitions):
+            return None  # asked for another number of partitions: build again
+        return self._result(output, next(e for e in manifest.data["ngrams"] if e["n"] == args.n))
 
     def _result(
         self,
@@ -103,9 +116,15 @@ class NgramsStage(Stage):
 
     def summary(self, result: StageResult) -> str:
         entry = result.entry
+        if entry.get("partitions", 1) > 1:
+            first = entry["parts"][0]["path"]
+            where = f"{entry['partitions']} partitions {result.output.join(first)} ..."
+            hashes = f"{max(part['hashes'] for part in entry['parts'])} hashes"
+        else:
+            where, hashes = result.output.join(entry["path"]), f"{entry['hashes']} hashes"
         return (
-            f"ngrams: {result.output.join(entry['path'])}: {entry['items']} distinct {entry['n']}-grams "
-            f"of {entry['documents']} documents, {entry['bits']} bits, {entry['hashes']} hashes, "
+            f"ngrams: {where}: {entry['items']} distinct {entry['n']}-grams "
+            f"of {entry['documents']} documents, {entry['bits']} bits, {hashes}, "
             f"FPR bound {entry['fpr']:g} (recorded in manifest.json)"
         )
 

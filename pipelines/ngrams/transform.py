@@ -1,21 +1,26 @@
 """The ngrams stage's pipelines: a release's train split -> `release/ngrams-N-<sha256 prefix>.bloom`, a Bloom
-filter of its n-grams, added to the release's manifest.
+filter of its n-grams (or P partitions of one, `ngrams-N-partIIIIofPPPP-<sha256 prefix>.bloom`), added to the
+release's manifest.
 
 Two Beam pipelines over the train shards (GPT-2 section 4), each document its own text (no n-gram spans
 two documents):
 
     1. CountNgrams: shards -> n-gram hashes per batch of documents -> distinct per batch -> bucketed by the
        hashes' top bits -> GroupByKey per bucket -> distinct per bucket -> summed: the exact number of
-       distinct 64-bit n-gram hashes.
-    2. BuildFilter: the filter is sized from that count and the FPR bound (`corpus.bloom.plan`); the driver
-       prints its memory and refuses when it exceeds --max-memory. shards -> hashes -> CombineGlobally
-       (`BloomCombine`: every worker fills its own filter, filters merge by bitwise OR) -> the file.
+       distinct 64-bit n-gram hashes, and of those under each 12-bit prefix (what sizes any P <= 4096
+       partitions exactly), and the largest batch.
+    2. The driver chooses P (`partitions.choose_partitions`: --partitions, or the fewest that fit
+       --max-memory per worker), prints the plan and refuses when even that exceeds --max-memory. Then
+       P = 1, BuildFilter: shards -> hashes -> CombineGlobally (`BloomCombine`: every worker fills its own
+       filter, filters merge by bitwise OR) -> the file. P > 1, `partitions.BuildPartitions`: hashes routed
+       by their top bits -> GroupByKey on the partition -> one worker fills and writes each partition.
 
-The filter is added to the committed release folder, whose manifest.json is the commit point: it is written
-under a temporary name, then given a name of its own content (`ngrams-N-<sha256 prefix>.bloom`, never one the
-manifest lists for other bytes), then the manifest gets its `ngrams` entry (n, bits, hashes, hash function,
-item count, FPR bound, sha256) in one atomic write, and only then is a filter it replaced removed. A reader
-sees the old entry with the old file or the new entry with the new file; the same release gives
+The filter is added to the committed release folder, whose manifest.json is the commit point: each file is
+written under a temporary name, then given a name of its own content (never one the manifest lists for
+other bytes), then the manifest gets its `ngrams` entry (n, bits, hashes, hash function, item count, FPR
+bound, sha256; for P > 1 `"partitions": P` and each partition's file, bits, hashes, items, bytes and sha256
+under `"parts"`) in one atomic write, and only then are the files of an entry it replaced removed. A reader
+sees the old entry with the old files or the new entry with the new files; the same release and P give
 byte-identical files. Every file goes through Beam's FileSystems (pipelines/files.py), so the release may be
 on any filesystem Beam has (gs://, s3://, hdfs:// with the SDK's extras); shards are streamed, never seeked.
 
@@ -25,11 +30,9 @@ Counters: `ngrams:in` (documents), `ngrams:out` (distinct n-grams, counted by Co
 
 from __future__ import annotations
 
-import json
-import tarfile
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -37,24 +40,31 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from corpus.bloom import BloomFilter, BloomFormatError, BloomParams, plan
+from corpus.bloom import BloomFilter, BloomFormatError, BloomParams, PartitionedBloom
 from corpus.errors import InputError
 from corpus.manifest import Manifest
-from corpus.ngrams import NgramHasher
 from pipelines.files import (
     exists,
     join,
+    match_files,
     open_read,
     open_write,
     read_json,
     read_manifest,
     sha256_and_size,
-    write_bytes,
     write_manifest,
 )
+from pipelines.ngrams.hashing import (
+    STAGE,
+    HashShards,
+    by_bucket,
+    run_transform,
+    shard_paths,
+    shard_texts,
+    write_json_value,
+)
+from pipelines.ngrams.partitions import PREFIX_BITS, build_parts, choose_partitions, partitioned_entry
 
-STAGE = "ngrams"
-DOCS_PER_BATCH = 1000
 BUCKETS_PER_SHARD = 16  # count buckets: ~20 MB of hashes each for a 256 MB shard
 
 
@@ -64,20 +74,12 @@ class NgramsOptions:
     n: int = 8
     fpr: float = 1e-8
     max_memory: int = 16 * 2**30  # bytes
+    partitions: int | None = None  # None: the fewest that fit max_memory per worker
 
 
 # --- reading a release ----------------------------------------------------------------------------------
 def train_shards(release: str, manifest: Manifest) -> list[str]:
     return [join(release, shard.path) for shard in manifest.shards("train")]
-
-
-def shard_texts(path: str) -> Iterator[str]:
-    """The texts of a shard, in order, streamed: only its `.txt` members are decoded (the tokens and
-    metadata are not needed, and loading them would double the time a shard takes)."""
-    with open_read(path) as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
-        for member in tar:
-            if member.isreg() and member.name.endswith(".txt"):
-                yield tar.extractfile(member).read().decode("utf-8")
 
 
 def train_texts(release: str) -> Iterator[str]:
@@ -86,12 +88,31 @@ def train_texts(release: str) -> Iterator[str]:
         yield from shard_texts(path)
 
 
-def filter_path(release: str, n: int) -> str:
-    """The path of the release's n-gram filter, from its manifest; one clear error when there is none."""
+def filter_paths(release: str, n: int) -> list[str]:
+    """The paths of the release's n-gram filter, from its manifest (one file, or P partitions in order); one
+    clear error when there is none."""
     for entry in read_manifest(release).ngrams:
         if entry.n == n:
-            return join(release, entry.path)
+            return [join(release, f.path) for f in entry.files()]
     raise InputError(f"{release}: no {n}-gram filter in the manifest; run webtext ngrams --release first")
+
+
+def read_filters(paths: list[str]) -> BloomFilter | PartitionedBloom:
+    """A whole filter (one path) or the P partitions of one, in order, each file checked to be what it is
+    listed as (BloomFormatError naming the file otherwise)."""
+    filters = [read_filter(path) for path in paths]
+    if len(filters) == 1:
+        p = filters[0].params
+        if p.partitions > 1:
+            raise BloomFormatError(
+                f"{paths[0]}: partition {p.partition} of a filter in {p.partitions} partitions, not a whole "
+                "filter; query all of them (--release)"
+            )
+        return filters[0]
+    try:
+        return PartitionedBloom(filters)
+    except ValueError as err:
+        raise BloomFormatError(f"{paths[0]} ...: {err}") from None
 
 
 def read_filter(path: str) -> BloomFilter:
@@ -109,57 +130,21 @@ def read_filter(path: str) -> BloomFilter:
 
 
 # --- the transforms ---------------------------------------------------------------------------------------
-class HashShards(beam.DoFn):
-    """A shard path -> (documents, uint64 n-gram hashes) per batch of its documents."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.documents = Metrics.counter(STAGE, "in")
-        self.ngrams = Metrics.counter(STAGE, "ngrams")
-        self.short = Metrics.counter(STAGE, "short_documents")
-
-    def setup(self) -> None:
-        self.hasher = NgramHasher(self.n)
-
-    def process(self, path: str) -> Iterator[tuple[int, np.ndarray]]:
-        texts = []
-        for text in shard_texts(path):
-            texts.append(text)
-            if len(texts) == DOCS_PER_BATCH:
-                yield self._hash(texts)
-                texts = []
-        if texts:
-            yield self._hash(texts)
-
-    def _hash(self, texts: list[str]) -> tuple[int, np.ndarray]:
-        hashes, counts = self.hasher.hashes(texts)
-        self.documents.inc(len(texts))
-        self.ngrams.inc(len(hashes))
-        self.short.inc(int(np.count_nonzero(counts == 0)))
-        return len(texts), hashes
-
-
-def by_bucket(batch: tuple[int, np.ndarray], bits: int) -> Iterator[tuple[int, np.ndarray]]:
-    """A batch's distinct hashes split by their top `bits` bits: (bucket, sorted hashes) per bucket."""
-    distinct = np.unique(batch[1])
-    if not len(distinct):
-        return
-    buckets = (distinct >> np.uint64(64 - bits)).astype(np.int64) if bits else np.zeros(len(distinct), int)
-    present, starts = np.unique(buckets, return_index=True)
-    yield from zip(present.tolist(), np.split(distinct, starts[1:]), strict=True)
-
-
 class CountDistinct(beam.DoFn):
-    """(bucket, its hash arrays) -> (0, 0, distinct hashes in the bucket); buckets share no hash."""
+    """(bucket, its hash arrays) -> the bucket's `Totals`: its distinct hashes, in all and per 12-bit
+    prefix; buckets share no hash."""
 
     def __init__(self) -> None:
         self.distinct = Metrics.counter(STAGE, "out")
 
-    def process(self, element: tuple[int, Any]) -> Iterator[tuple[int, int, int]]:
+    def process(self, element: tuple[int, Any]) -> Iterator[Totals]:
         _, parts = element
-        distinct = len(np.unique(np.concatenate(list(parts))))
-        self.distinct.inc(distinct)
-        yield 0, 0, distinct
+        distinct = np.unique(np.concatenate(list(parts)))
+        self.distinct.inc(len(distinct))
+        prefixes, counts = np.unique(distinct >> np.uint64(64 - PREFIX_BITS), return_counts=True)
+        yield Totals(
+            distinct=len(distinct), prefixes=dict(zip(prefixes.tolist(), counts.tolist(), strict=True))
+        )
 
 
 class BloomCombine(beam.CombineFn):
@@ -193,25 +178,57 @@ class BloomCombine(beam.CombineFn):
 
 
 @dataclass(frozen=True)
+class Totals:
+    """What pipeline 1 adds up: from each batch its documents, n-grams and size; from each bucket its
+    distinct hashes, in all and per 12-bit prefix (sparse)."""
+
+    documents: int = 0
+    ngrams: int = 0
+    largest_batch: int = 0
+    distinct: int = 0
+    prefixes: Mapping[int, int] = field(default_factory=dict)
+
+
+class SumTotals(beam.CombineFn):
+    """Totals -> the count as a JSON-ready dict (`Count`), the prefix counts dense."""
+
+    def create_accumulator(self) -> list:
+        return [0, 0, 0, 0, np.zeros(1 << PREFIX_BITS, dtype=np.int64)]
+
+    def add_input(self, acc: list, totals: Totals) -> list:
+        acc[0] += totals.documents
+        acc[1] += totals.ngrams
+        acc[2] = max(acc[2], totals.largest_batch)
+        acc[3] += totals.distinct
+        for prefix, count in totals.prefixes.items():
+            acc[4][prefix] += count
+        return acc
+
+    def merge_accumulators(self, accumulators) -> list:
+        accumulators = list(accumulators)
+        merged = accumulators[0]
+        for acc in accumulators[1:]:
+            merged = [
+                merged[0] + acc[0],
+                merged[1] + acc[1],
+                max(merged[2], acc[2]),
+                merged[3] + acc[3],
+                merged[4] + acc[4],
+            ]
+        return merged
+
+    def extract_output(self, acc: list) -> dict:
+        keys = ("documents", "ngrams", "largest_batch", "distinct")
+        return {**dict(zip(keys, acc[:4], strict=True)), "prefixes": acc[4].tolist()}
+
+
+@dataclass(frozen=True)
 class Count:
     documents: int
     ngrams: int  # occurrences
     distinct: int  # distinct 64-bit n-gram hashes
-
-
-def _sum_counts(counts) -> tuple[int, int, int]:
-    totals = [0, 0, 0]
-    for count in counts:
-        totals = [a + b for a, b in zip(totals, count, strict=True)]
-    return tuple(totals)
-
-
-def _shard_paths(root: beam.pvalue.PBegin, shards: list[str]) -> beam.PCollection:
-    return root | "Shards" >> beam.Create(shards) | "Spread" >> beam.Reshuffle()
-
-
-def _write_json(value, path: str) -> None:
-    write_bytes(path, json.dumps(list(value)).encode("utf-8"))
+    largest_batch: int = 0  # n-grams of the largest batch a worker hashed
+    prefixes: tuple[int, ...] = ()  # distinct hashes per 12-bit prefix
 
 
 def _write_filter(array: np.ndarray, params: BloomParams, path: str) -> None:
@@ -220,7 +237,8 @@ def _write_filter(array: np.ndarray, params: BloomParams, path: str) -> None:
 
 
 class CountNgrams(beam.PTransform):
-    """Pipeline 1: [documents, n-grams, distinct n-gram hashes] of the shards, written to `out` as JSON."""
+    """Pipeline 1: the shards' documents, n-grams, distinct n-gram hashes (in all and per 12-bit prefix) and
+    largest batch, written to `out` as a JSON object."""
 
     def __init__(self, shards: list[str], n: int, out: str) -> None:
         super().__init__()
@@ -228,20 +246,24 @@ class CountNgrams(beam.PTransform):
 
     def expand(self, root):
         bits = max(0, (BUCKETS_PER_SHARD * max(1, len(self.shards)) - 1).bit_length())
-        batches = _shard_paths(root, self.shards) | "Hash" >> beam.ParDo(HashShards(self.n))
+        batches = shard_paths(root, self.shards) | "Hash" >> beam.ParDo(HashShards(self.n))
         distinct = (
             batches
             | "Bucket" >> beam.FlatMap(by_bucket, bits)
             | "Group" >> beam.GroupByKey()
             | "Distinct" >> beam.ParDo(CountDistinct())
         )
-        sizes = batches | "Sizes" >> beam.MapTuple(lambda documents, hashes: (documents, len(hashes), 0))
+        sizes = batches | "Sizes" >> beam.MapTuple(_batch_totals)
         return (
             (distinct, sizes)
             | "All" >> beam.Flatten()
-            | "Total" >> beam.CombineGlobally(_sum_counts)
-            | "Write" >> beam.Map(_write_json, self.out)
+            | "Total" >> beam.CombineGlobally(SumTotals())
+            | "Write" >> beam.Map(write_json_value, self.out)
         )
+
+
+def _batch_totals(documents: int, hashes: np.ndarray) -> Totals:
+    return Totals(documents=documents, ngrams=len(hashes), largest_batch=len(hashes))
 
 
 class BuildFilter(beam.PTransform):
@@ -253,7 +275,7 @@ class BuildFilter(beam.PTransform):
 
     def expand(self, root):
         return (
-            _shard_paths(root, self.shards)
+            shard_paths(root, self.shards)
             | "Hash" >> beam.ParDo(HashShards(self.params.n))
             | "Hashes" >> beam.MapTuple(lambda _, hashes: hashes)
             | "Filter" >> beam.CombineGlobally(BloomCombine(self.params))
@@ -262,33 +284,16 @@ class BuildFilter(beam.PTransform):
 
 
 # --- the driver -------------------------------------------------------------------------------------------
-def run_transform(label: str, transform: beam.PTransform, beam_args: list[str]) -> dict[str, int]:
-    """Run one pipeline to the end on the runner the Beam options name; its `ngrams:*` counters."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipelines.stage import counters
-
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    _ = pipeline | label >> transform
-    result = pipeline.run()
-    result.wait_until_finish()
-    return counters(result, STAGE)
-
-
 def count_ngrams(shards: list[str], n: int, out: str, beam_args: list[str]) -> tuple[Count, dict[str, int]]:
     """Pipeline 1's count (see CountNgrams) and its counters."""
     counted = run_transform("CountNgrams", CountNgrams(shards, n, out), beam_args)
-    return Count(*read_json(out, "n-gram count")), counted
+    count = read_json(out, "n-gram count")
+    return Count(**{**count, "prefixes": tuple(count["prefixes"])}), counted
 
 
 def build_filter(shards: list[str], params: BloomParams, out: str, beam_args: list[str]) -> dict[str, int]:
     """Pipeline 2: the filter of the shards' n-grams written to `out` (see BuildFilter); its counters."""
     return run_transform("BuildFilter", BuildFilter(shards, params, out), beam_args)
-
-
-def plan_memory(params: BloomParams) -> int:
-    """What building needs at most on one worker: its own filter and the one it is merged into."""
-    return 2 * params.nbytes
 
 
 @dataclass(frozen=True)
@@ -305,43 +310,59 @@ def add_filter(options: NgramsOptions, beam_args: list[str]) -> Added:
     manifest = read_manifest(release)
     shards = train_shards(release, manifest)
     scratch = join(release, f"ngrams-{n}.{uuid.uuid4().hex[:12]}")
-    counted, built = f"{scratch}.count.tmp", f"{scratch}.bloom.tmp"
     try:
-        count, counters = count_ngrams(shards, n, counted, beam_args)
+        count, counters = count_ngrams(shards, n, f"{scratch}.count.tmp", beam_args)
         params = plan_filter(options, count)
-        build_filter(shards, params, built, beam_args)
-        name, sha256, size = name_by_content(built, release, n)
+        if len(params) == 1:
+            built = f"{scratch}.bloom.tmp"
+            build_filter(shards, params[0], built, beam_args)
+            name, sha256, size = name_by_content(built, release, n)
+            entry = {"path": name, **params[0].to_dict()}
+            entry |= _counts(count) | {"bytes": size, "sha256": sha256}
+        else:
+            parts = build_parts(release, shards, params, scratch, beam_args)
+            entry = partitioned_entry(params, parts) | _counts(count)
     finally:
-        if leftovers := [path for path in (counted, built) if exists(path)]:
+        if leftovers := match_files(f"{scratch}.*"):
             FileSystems.delete(leftovers)
-    entry = {
-        "path": name,
-        **params.to_dict(),
-        "split": "train",
-        "documents": count.documents,
-        "ngrams": count.ngrams,
-        "bytes": size,
-        "sha256": sha256,
-    }
     publish(release, manifest, entry)
     return Added(entry, counters)
 
 
-def plan_filter(options: NgramsOptions, count: Count) -> BloomParams:
-    """The filter's size for the count and the FPR bound, printed; InputError over --max-memory."""
+def _counts(count: Count) -> dict[str, Any]:
+    return {"split": "train", "documents": count.documents, "ngrams": count.ngrams}
+
+
+def plan_filter(options: NgramsOptions, count: Count) -> list[BloomParams]:
+    """The filter's partitions (one: a whole filter) for the count and the FPR bound, printed; InputError
+    over --max-memory."""
     n = options.n
-    params = plan(count.distinct, options.fpr, n)
+    params, need = choose_partitions(
+        list(count.prefixes),
+        count.largest_batch,
+        options.fpr,
+        n,
+        options.max_memory,
+        options.partitions,
+    )
+    bits, hashes = sum(p.bits for p in params), max(p.hashes for p in params)
+    shape = (
+        ""
+        if len(params) == 1
+        else f" in {len(params)} partitions of up to {human_bytes(max(p.nbytes for p in params))}"
+    )
     print(
         f"ngrams: {count.documents} documents, {count.ngrams} {n}-grams, {count.distinct} distinct -> "
-        f"{params.bits} bits ({human_bytes(params.nbytes)}), {params.hashes} hashes, FPR bound "
-        f"{params.fpr:g}; building holds up to {human_bytes(plan_memory(params))} per worker",
+        f"{bits} bits ({human_bytes(bits // 8)}){shape}, {hashes} hashes, FPR bound {options.fpr:g}; "
+        f"building holds up to {human_bytes(need)} per worker",
         flush=True,
     )
-    if plan_memory(params) > options.max_memory:
+    if need > options.max_memory:
+        knobs = "--max-memory, --partitions or --fpr" if options.partitions else "--max-memory or --fpr"
         raise InputError(
-            f"{options.release}: the {n}-gram filter needs {human_bytes(plan_memory(params))} per worker "
-            f"({count.distinct} distinct {n}-grams at FPR {options.fpr:g}), over --max-memory "
-            f"{human_bytes(options.max_memory)}; raise --max-memory or --fpr"
+            f"{options.release}: the {n}-gram filter needs {human_bytes(need)} per worker "
+            f"({count.distinct} distinct {n}-grams at FPR {options.fpr:g}{shape}), over --max-memory "
+            f"{human_bytes(options.max_memory)}; raise {knobs}"
         )
     return params
 
@@ -356,11 +377,18 @@ def name_by_content(built: str, release: str, n: int) -> tuple[str, str, int]:
     return name, sha256, size
 
 
+def entry_files(entry: dict[str, Any]) -> list[str]:
+    """The file names a manifest `ngrams` entry lists: its partitions', or its one file."""
+    return [part["path"] for part in entry["parts"]] if entry.get("parts") else [entry["path"]]
+
+
 def publish(release: str, manifest: Manifest, entry: dict[str, Any]) -> None:
     """The manifest's `ngrams` entry for entry's n replaced in one atomic write (the commit point), then
-    the filter it named before, if another, removed."""
-    data, n, name = manifest.data, entry["n"], entry["path"]
-    replaced = [e["path"] for e in data.get("ngrams", []) if e["n"] == n and e["path"] != name]
+    the files it named before, other than the new entry's, removed."""
+    data, n, names = manifest.data, entry["n"], set(entry_files(entry))
+    replaced = [
+        name for e in data.get("ngrams", []) if e["n"] == n for name in entry_files(e) if name not in names
+    ]
     others = [e for e in data.get("ngrams", []) if e["n"] != n]
     data["ngrams"] = sorted([*others, entry], key=lambda e: e["n"])
     write_manifest(release, data)

@@ -10,8 +10,9 @@ as a Bloom filter at FPR 1e-8 and as an exact set of 8-gram strings:
 
 Evaluation sets: LAMBADA test, PTB valid/test, WikiText-2 valid/test (tokenized) and raw test, the WebText
 test samples. For every pair the filter's count of 8-grams found must equal the exact count plus false
-positives: never fewer (no false negatives), and more only within the FPR bound. Prints the table, the
-time and memory of both methods.
+positives: never fewer (no false negatives), and more only within the FPR bound; and the same filter built
+in 4 partitions must find the same count in every example. Prints the table, the time and memory of both
+methods.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from corpus.overlap import BloomIndex, ExactNgrams, bloom_from_texts, fpr_check,
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FPR = 1e-8
+PARTITIONS = 4  # each training side also as a filter in 4 partitions, whose figures must be the same
 EVALS = {
     "lambada_test": "lambada/lambada_test.jsonl",
     "ptb_valid": "ptb/ptb.valid.txt",
@@ -77,6 +79,7 @@ def test_bloom_overlap_equals_exact_overlap():
         start = time.perf_counter()
         bloom = BloomIndex(bloom_from_texts(train, 8, FPR))
         bloom_build = time.perf_counter() - start
+        parts = BloomIndex(bloom_from_texts(train, 8, FPR, partitions=PARTITIONS))
         start = time.perf_counter()
         exact = ExactNgrams.from_texts(train, 8)
         exact_build = time.perf_counter() - start
@@ -95,6 +98,8 @@ def test_bloom_overlap_equals_exact_overlap():
             start = time.perf_counter()
             by_exact = measure(texts, exact)
             exact_query = time.perf_counter() - start
+            by_parts = measure(texts, parts)  # the same filter in partitions: the same answer per example
+            assert (by_parts.found == by_bloom.found).all() and (by_parts.ngrams == by_bloom.ngrams).all()
             absent = by_exact.total - by_exact.total_found
             extra = by_bloom.total_found - by_exact.total_found
             assert (by_bloom.found >= by_exact.found).all()  # no false negatives

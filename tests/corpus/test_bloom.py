@@ -1,14 +1,26 @@
 """The Bloom filter: sized for an FPR bound, no false negatives, the measured rate, merging, its file."""
 
+import hashlib
 import io
 import math
 import os
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from corpus.bloom import HEADER, BloomFilter, BloomFormatError, plan
+from corpus.bloom import (
+    HEADER,
+    BloomFilter,
+    BloomFormatError,
+    PartitionedBloom,
+    partition_bits,
+    partition_of,
+    plan,
+    plan_partitions,
+    split_sorted,
+)
 from corpus.ngrams import NgramHasher
 from corpus.overlap import random_ngram_hashes
 
@@ -165,3 +177,85 @@ def test_a_damaged_file_object_is_one_clear_error_naming_it():
         with pytest.raises(BloomFormatError, match=problem) as error:
             BloomFilter.read_from(io.BytesIO(raw), "gs://bucket/f.bloom")
         assert str(error.value).startswith("gs://bucket/f.bloom: ")
+
+
+def test_a_whole_filter_file_keeps_its_bytes():
+    """The bytes of a whole filter (3,000 keys at 1e-8) as the code before partitions wrote them: the
+    partition field of the header stays 0, so every existing .bloom file and manifest sha256 stays valid."""
+    bloom, _ = filled(3000, 1e-8, seed=5)
+    buffer = io.BytesIO()
+    bloom.save_to(buffer)
+    assert len(buffer.getvalue()) == 14496
+    assert hashlib.sha256(buffer.getvalue()).hexdigest() == (
+        "18ae3eff7290e48f83f2ffec2c3120b0fcacc00a67dca5f7becc7710b1379722"
+    )
+
+
+def partitioned(inserted: np.ndarray, partitions: int, fpr: float) -> PartitionedBloom:
+    parts = split_sorted(np.unique(inserted), partitions)
+    bloom = PartitionedBloom.planned(plan_partitions([len(p) for p in parts], fpr, n=8))
+    bloom.add(inserted)
+    return bloom
+
+
+def test_partitions_are_routed_by_the_top_bits_and_sized_each_for_its_own_keys():
+    inserted = keys(100_000, seed=6)
+    bloom = partitioned(inserted, 8, 1e-8)
+    which = partition_of(inserted, 8)
+    assert which.tolist() == (inserted >> np.uint64(61)).astype(np.int64).tolist()
+    for i, part in enumerate(bloom.parts):
+        assert (part.params.partition, part.params.partitions) == (i, 8)
+        assert part.params.items == int((which == i).sum()) and part.params.expected_fpr() <= 1e-8
+        assert part.contains(inserted[which == i]).all()  # each key is in its own partition
+        assert part.params == replace(plan(part.params.items, 1e-8, n=8), partition=i, partitions=8)
+    assert bloom.params.items == len(inserted) and bloom.params.bits == sum(
+        p.params.bits for p in bloom.parts
+    )
+    assert plan_partitions([12_345], 1e-8, n=8) == [plan(12_345, 1e-8, n=8)]  # P = 1: the whole filter
+    assert [len(p) for p in split_sorted(np.sort(inserted), 8)] == np.bincount(which, minlength=8).tolist()
+    for bad in (0, 3, 8192):
+        with pytest.raises(ValueError, match="power of two"):
+            partition_bits(bad)
+
+
+def test_partitions_answer_as_one_filter_does():
+    """Present keys are found in both, absent ones in neither (at 1e-8: no false positive among 1M), the
+    answers identical key for key, in any order and with repeats."""
+    inserted = keys(200_000, seed=7)
+    whole, _ = filled(200_000, 1e-8, seed=7)
+    queries = np.concatenate([inserted[::-1], keys(1_000_000, seed=8), inserted[:5000]])
+    answers = whole.contains(queries)
+    assert answers[:200_000].all() and not answers[200_000:1_200_000].any()
+    for partitions in (1, 2, 4, 64):
+        assert np.array_equal(partitioned(inserted, partitions, 1e-8).contains(queries), answers), partitions
+
+
+def test_partitions_keep_the_false_positive_bound():
+    """At a bound loose enough to measure, 1M absent keys hit 4 partitions at the mean of their estimated
+    rates, within 5 sigma, and under the bound."""
+    bloom = partitioned(keys(100_000, seed=9), 4, 0.01)
+    rate = bloom.estimated_fpr()
+    hits = int(bloom.contains(keys(1_000_000, seed=10)).sum())
+    sigma = math.sqrt(1_000_000 * rate * (1 - rate))
+    assert abs(hits - 1_000_000 * rate) < 5 * sigma and rate <= 0.01
+    assert rate == pytest.approx(np.mean([p.fill() ** p.params.hashes for p in bloom.parts]))
+
+
+def test_a_partition_file_says_which_partition_it_is(tmp_path):
+    bloom = partitioned(keys(20_000, seed=11), 4, 1e-8)
+    paths = []
+    for part in bloom.parts:
+        paths.append(tmp_path / f"part{part.params.partition}.bloom")
+        part.save(str(paths[-1]))
+    loaded = [BloomFilter.load(str(p)) for p in paths]
+    assert [p.params for p in loaded] == [p.params for p in bloom.parts]
+    assert HEADER.unpack(paths[3].read_bytes()[: HEADER.size])[5] == 2 << 16 | 3
+    again = PartitionedBloom(loaded)
+    assert np.array_equal(again.contains(keys(20_000, seed=11)), np.ones(20_000, dtype=bool))
+    with pytest.raises(ValueError, match="partition 0 of 4 says it is 1 of 4"):
+        PartitionedBloom([loaded[1], loaded[0], loaded[2], loaded[3]])
+    raw = bytearray(paths[0].read_bytes())
+    raw[28:32] = (13 << 16).to_bytes(4, "little")  # 2^13 partitions: more than there may be
+    (tmp_path / "bad.bloom").write_bytes(bytes(raw))
+    with pytest.raises(BloomFormatError, match="bad partition field"):
+        BloomFilter.load(str(tmp_path / "bad.bloom"))

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from corpus.bloom import BloomFilter, PartitionedBloom
 from corpus.errors import InputError
-from corpus.ngrams import words
+from corpus.ngrams import NgramHasher, words
 from corpus.overlap import (
     BloomIndex,
     EvalNgrams,
@@ -169,3 +170,35 @@ def test_markdown_report_has_table_6_shape(indexes):
         "| WikiText-2 raw test | 0.00% | 0.00% |",
     ]
     assert lines[6] == f"| own train split | {results['ptb_test']['ptb_test'].percent:.2f}% |  |"
+
+
+def test_a_filter_in_partitions_answers_and_reports_as_the_whole_filter():
+    """Built from the same text in 1 and in 4 partitions: the same answer for every 8-gram of every
+    evaluation set (each the exact answer: no false negatives, and no false positive here), the same
+    overlap per example, the same report, and both pass the random-string check."""
+    train = texts(TRAIN["wikitext_raw"]) + texts(TRAIN["ptb_valid"])
+    one, four = bloom_from_texts(train, 8, 1e-8), bloom_from_texts(train, 8, 1e-8, partitions=4)
+    assert isinstance(one, BloomFilter) and isinstance(four, PartitionedBloom) and len(four.parts) == 4
+    assert four.params.items == one.params.items and [p.params.items > 0 for p in four.parts] == [True] * 4
+    exact = ExactNgrams.from_texts(train, 8)
+    hasher = NgramHasher(8)
+    evals = [EvalSet(name, str(path), read_examples(str(path))) for name, path in {**SETS, **TRAIN}.items()]
+    for ev in evals:
+        hashes, _ = hasher.hashes([e.text for e in ev.examples])
+        assert np.array_equal(one.contains(hashes), four.contains(hashes)), ev.name
+        assert np.array_equal(one.contains(hashes), exact.found([e.text for e in ev.examples])[0]), ev.name
+    indexes = {"one": BloomIndex(one), "four": BloomIndex(four)}
+    results = {
+        label: {ev.name: measure([e.text for e in ev.examples], index) for ev in evals}
+        for label, index in indexes.items()
+    }
+    for ev in evals:
+        by_one, by_four = results["one"][ev.name], results["four"][ev.name]
+        assert np.array_equal(by_one.found, by_four.found) and np.array_equal(by_one.ngrams, by_four.ngrams)
+    reports = [
+        report_json(8, {"train": {"description": "train"}}, evals, {"train": results[label]}, 0.0)
+        for label in ("one", "four")
+    ]
+    assert reports[0] == reports[1] and reports[0]["evals"]["ptb_valid"]["overlap"]["train"]["percent"] == 100
+    assert fpr_check(one, 200_000).hits == fpr_check(four, 200_000).hits == 0
+    assert four.describe()["partitions"] == 4 and one.describe() == one.params.to_dict()

@@ -10,11 +10,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from corpus.bloom import BloomFilter
 from corpus.ngrams import NgramHasher, ngrams, words
 from corpus.shards import read_shard
+from pipelines.ngrams.transform import read_filters
 from tests.conftest import committed
 from tests.pipelines.test_dedup_filter import MULTI, doc, write_docs
 from webtext.cli import main
@@ -285,3 +287,131 @@ def test_bad_overlap_input_is_one_line(work, capsys, args, message):
     assert main(["overlap", "--release", str(work["work"]), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+# --- a filter in partitions ----------------------------------------------------------------------------
+
+
+def entry_of(release: Path, n: int = 8) -> dict:
+    return next(e for e in json.loads((release / "manifest.json").read_text())["ngrams"] if e["n"] == n)
+
+
+@pytest.fixture(scope="module")
+def partitioned(work, tmp_path_factory):
+    """The same release with its 8-gram filter rebuilt in 4 partitions (2 workers)."""
+    copy = shutil.copytree(work["release"], tmp_path_factory.mktemp("partitioned") / "release")
+    assert main(["ngrams", "--release", str(copy), "--partitions", "4", *MULTI]) == 0
+    return copy
+
+
+def test_partitions_hold_exactly_the_train_splits_ngrams_and_the_manifest_lists_them(work, partitioned):
+    """Every partition is sized for its own distinct hashes (top 2 bits), the manifest lists the 4 files with
+    their parameters and sha256, `verify` checks them, the one-file filter they replaced is gone, and every
+    n-gram of the release gets the same answer from the partitions as from the one filter."""
+    whole = entry_of(work["release"])
+    entry = entry_of(partitioned)
+    assert entry["partitions"] == 4 and len(entry["parts"]) == 4
+    assert {k: entry[k] for k in ("n", "hash", "fpr", "items", "split", "documents", "ngrams")} == {
+        k: whole[k] for k in ("n", "hash", "fpr", "items", "split", "documents", "ngrams")
+    }
+    hasher = NgramHasher(8)
+    train_hashes = np.unique(hasher.hashes(split_texts(partitioned, "train"))[0])
+    for index, part in enumerate(entry["parts"]):
+        bloom = BloomFilter.load(str(partitioned / part["path"]))
+        assert (
+            part["path"] == f"ngrams-8-part{index:04d}of0004-{sha256(partitioned / part['path'])[:16]}.bloom"
+        )
+        assert (bloom.params.partition, bloom.params.partitions) == (index, 4)
+        mine = train_hashes[(train_hashes >> np.uint64(62)) == index]
+        assert part["items"] == bloom.params.items == len(mine) and bloom.params.expected_fpr() <= 1e-8
+        assert {k: part[k] for k in ("bits", "hashes")} == {
+            "bits": bloom.params.bits,
+            "hashes": bloom.params.hashes,
+        }
+        assert part["bytes"] == (partitioned / part["path"]).stat().st_size and part["sha256"] == sha256(
+            partitioned / part["path"]
+        )
+        assert bloom.contains(mine).all()
+    assert entry["bits"] == sum(p["bits"] for p in entry["parts"]) and entry["items"] == len(train_hashes)
+    assert not (partitioned / whole["path"]).exists()
+    assert sorted(p.name for p in partitioned.glob("*.bloom")) == sorted(p["path"] for p in entry["parts"])
+    assert main(["verify", str(partitioned)]) == 0
+    one = read_filters([str(work["release"] / whole["path"])])
+    four = read_filters([str(partitioned / p["path"]) for p in entry["parts"]])
+    queries = hasher.hashes(split_texts(partitioned, "train") + split_texts(partitioned, "val"))[0]
+    assert np.array_equal(one.contains(queries), four.contains(queries))
+
+
+def test_partitions_are_the_same_bytes_on_one_worker_and_on_a_rerun(partitioned, tmp_path):
+    copy = shutil.copytree(partitioned, tmp_path / "release")
+    for part in entry_of(copy)["parts"]:
+        (copy / part["path"]).unlink()
+    assert main(["ngrams", "--release", str(copy), "--partitions", "4"]) == 0
+    assert (copy / "manifest.json").read_bytes() == (partitioned / "manifest.json").read_bytes()
+    assert main(["ngrams", "--release", str(copy), "--partitions", "4"]) == 0  # a rerun: the same bytes
+    assert (copy / "manifest.json").read_bytes() == (partitioned / "manifest.json").read_bytes()
+    for part in entry_of(copy)["parts"]:
+        assert sha256(copy / part["path"]) == part["sha256"]
+    assert main(["ngrams", "--release", str(copy), "--partitions", "1"]) == 0  # back to one file
+    assert sorted(p.name for p in copy.glob("*.bloom")) == [entry_of(copy)["path"]]
+    assert main(["verify", str(copy)]) == 0
+
+
+def test_overlap_with_the_partitions_equals_overlap_with_the_one_filter(work, partitioned, report, tmp_path):
+    """The same report, to the last example, as the one-file filter's (and so as the exact sets')."""
+    args = ["--eval", f"mixed={report['out'] / 'mixed.jsonl'}", "--eval", f"lambada={LAMBADA}"]
+    args += ["--eval", f"ptb={PTB_TEST}", "--fpr-check", "100000"]
+    for release, out in ((work["release"], tmp_path / "one"), (partitioned, tmp_path / "four")):
+        assert main(["overlap", "--release", str(release), *args, "--out", str(out)]) == 0
+    one, four = (json.loads((tmp_path / d / "overlap.json").read_text()) for d in ("one", "four"))
+    assert one["evals"] == four["evals"] and one["evals"]["mixed"]["dirty_examples"] >= 3
+    assert four["indexes"]["release"]["params"]["partitions"] == 4
+    assert four["indexes"]["release"]["fpr_check"]["hits"] == 0
+    for name in ("mixed", "lambada", "ptb"):
+        rows = [(tmp_path / d / f"{name}.examples.jsonl").read_text() for d in ("one", "four")]
+        assert rows[0] == rows[1]
+
+
+def test_partitions_default_to_the_fewest_that_fit_max_memory(work, tmp_path, capsys):
+    """A worker holds a whole filter twice (its own and one merged in), or one partition, plus the hashes of
+    its largest batch (16 bytes an n-gram; a batch is a shard here). With --max-memory under the whole
+    filter's need but over a half partition's, the stage chooses the fewest partitions that fit on its own.
+    A partition file alone is refused as a filter."""
+    copy = shutil.copytree(work["release"], tmp_path / "release")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    batch = max(
+        sum(max(len(words(s.text)) - 7, 0) for s in read_shard(str(copy / shard["path"])))
+        for shard in manifest["splits"]["train"]
+    )
+    budget = 16 * batch + int(0.6 * entry_of(copy)["bytes"])
+    assert main(["ngrams", "--release", str(copy), "--max-memory", str(budget)]) == 0
+    out = capsys.readouterr().out
+    entry = entry_of(copy)
+    assert entry["partitions"] in (2, 4) and f"in {entry['partitions']} partitions of up to" in out
+    need = max(p["bytes"] for p in entry["parts"]) - 64 + 16 * batch
+    assert f"building holds up to {need / 1024:.1f} KiB per worker" in out
+    part = copy / entry["parts"][1]["path"]
+    assert main(["overlap", "--bloom", str(part), "--eval", f"lambada={LAMBADA}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{part}: partition 1 of a filter in {entry['partitions']} partitions" in err
+    with pytest.raises(SystemExit) as refused:  # argparse refuses the flag
+        main(["ngrams", "--release", str(copy), "--partitions", "3"])
+    assert refused.value.code == 2 and "must be a power of two" in capsys.readouterr().err
+
+
+def test_verify_checks_every_partition_file(partitioned, tmp_path):
+    from corpus.shards import verify_release
+
+    copy = shutil.copytree(partitioned, tmp_path / "release")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert verify_release(str(copy), manifest) == []
+    first, second = (p["path"] for p in entry_of(copy)["parts"][:2])
+    data = (copy / first).read_bytes()
+    (copy / first).write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    (copy / second).unlink()
+    assert verify_release(str(copy), manifest) == [
+        f"{first}: sha256 or size differs from the manifest",
+        f"{second}: listed in the manifest but missing",
+    ]
+    manifest["ngrams"][0]["parts"] = "not a list"
+    assert verify_release(str(copy), manifest)[0].startswith("manifest: bad ngrams entry")

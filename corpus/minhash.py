@@ -45,13 +45,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from dataclasses import dataclass
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash
 
-from corpus.ngrams import fmix64, ngrams, stable_hash64, words
+from corpus.ngrams import PAD, fmix64, ngrams, packed_words, stable_hash64, word_spans, words
 
 SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 EMPTY = np.uint32(0xFFFFFFFF)  # the value of an empty MinHash (no shingles)
@@ -115,15 +114,9 @@ def shingle_set(text: str, k: int) -> list[str]:
 
 # --- Words and their hashes, in numpy ------------------------------------------------------------------
 
-_WORD = re.compile(r"[^\W_]+")  # the expression of corpus.ngrams.words
 _MASK64 = (1 << 64) - 1
 _MIX_IN, _MIX_HIGH = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
 _BATCH_CHARS = 1 << 18  # characters per numpy pass: bounds the temporaries (~20 bytes per character)
-_PAD = 16  # zero bytes after the batch, so that every word start can be read as 16 bytes
-_LOW = np.array([(1 << 8 * min(size, 8)) - 1 for size in range(17)], dtype=np.uint64)
-_HIGH = np.array([(1 << 8 * max(size - 8, 0)) - 1 for size in range(17)], dtype=np.uint64)
-_CLASSES = np.zeros(0x110000, dtype=np.uint8)  # per code point: 0 not yet classed, 1 word, 2 not a word
-_CLASSES[:128] = [1 if _WORD.fullmatch(chr(c)) else 2 for c in range(128)]
 
 
 def _mix(low: np.ndarray, high: np.ndarray, state: np.ndarray) -> np.ndarray:
@@ -160,46 +153,22 @@ def word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def _hash_group(encoded: list[bytes], hashes: list, counts: list) -> None:
     """`word_hashes` of lower-cased UTF-8 texts in one numpy pass; appends to `hashes` and `counts`.
 
-    Words are the runs of word bytes: an ASCII letter or digit, or a byte of a non-ASCII character that the
-    expression of `words` counts (its code point decoded from the lead byte in numpy, classed once)."""
-    data = b"\n".join(encoded) + bytes(_PAD)
-    raw = np.frombuffer(data, dtype=np.uint8)
-    inside = ((raw - np.uint8(ord("0"))) < 10) | ((raw | np.uint8(0x20)) - np.uint8(ord("a")) < 26)
-    if not data.isascii():
-        _class_non_ascii(raw, inside)
-    edges = np.diff(inside.view(np.int8), prepend=np.int8(0))  # +1 where a word starts, -1 after it
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    Words are those of `corpus.ngrams.word_spans` (the words of `words`, found in numpy)."""
+    data = b"\n".join(encoded) + bytes(PAD)
+    starts, ends = word_spans(data)
     sizes = ends - starts
-    every = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # 8 bytes at each offset
     first = np.minimum(sizes, 16)
-    state = _mix(every[starts] & _LOW[first], every[starts + 8] & _HIGH[first], sizes.astype(np.uint64))
+    state = _mix(*packed_words(data, starts, first), sizes.astype(np.uint64))
     longer, offset = np.flatnonzero(sizes > 16), 16  # ~0.4% of words: one more block per pass
     while longer.size:
         left = sizes[longer] - offset
-        size, at = np.minimum(left, 16), starts[longer] + offset
-        state[longer] = _mix(every[at] & _LOW[size], every[at + 8] & _HIGH[size], state[longer])
+        state[longer] = _mix(
+            *packed_words(data, starts[longer] + offset, np.minimum(left, 16)), state[longer]
+        )
         longer, offset = longer[left > 16], offset + 16
     hashes.append(state)
     text_starts = np.cumsum([0] + [len(text) + 1 for text in encoded])
     counts.append(np.diff(np.searchsorted(starts, text_starts)))
-
-
-def _class_non_ascii(raw: np.ndarray, inside: np.ndarray) -> None:
-    """Mark the bytes of non-ASCII word characters in `inside` (UTF-8 decoded from the lead bytes)."""
-    leads = np.flatnonzero(raw >= 0xC0)  # continuation bytes are 0x80-0xBF
-    lead = raw[leads].astype(np.int64)
-    size = 2 + (lead >= 0xE0) + (lead >= 0xF0)
-    point = lead & np.where(size == 2, 0x1F, np.where(size == 3, 0x0F, 0x07))
-    for i in range(1, 4):
-        more = size > i
-        point[more] = (point[more] << 6) | (raw[leads[more] + i] & 0x3F)
-    seen = _distinct(point)
-    for code in seen[_CLASSES[seen] == 0].tolist():
-        _CLASSES[code] = 1 if _WORD.fullmatch(chr(code)) else 2
-    word = _CLASSES[point] == 1
-    for i in range(4):
-        within = size > i
-        inside[leads[within] + i] = word[within]
 
 
 # --- Shingles and signatures ---------------------------------------------------------------------------

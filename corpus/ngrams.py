@@ -237,7 +237,7 @@ class WordTable:
 
 def _new_words(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct words among (lo, hi) pairs and their `stable_hash64`: BLAKE2b of each word's bytes, which
-    are its 16-byte key without the zero padding (little-endian, as `_packed` read them)."""
+    are its 16-byte key without the zero padding (little-endian, as `packed_words` reads them)."""
     pairs = np.unique(np.stack([lo, hi], axis=1).astype("<u8").view(_PAIR).ravel())  # as 16-byte strings
     keys = pairs.tobytes()
     digests = b"".join(
@@ -259,7 +259,7 @@ def _new_words(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 # of at most 16 bytes is looked up by its bytes in a `WordTable`; a longer one (~0.02% of WebText's words)
 # through the dict.
 
-_PAD = 16  # zero bytes after the last text, so that every word can be read as 16 bytes
+PAD = 16  # zero bytes after the last text, so that every word can be read as 16 bytes
 # Bits of a word's first (second) 8 bytes that belong to a word of 0..16 bytes (little-endian reads).
 _LOW_MASK = np.array([(1 << 8 * min(size, 8)) - 1 for size in range(17)], dtype=np.uint64)
 _HIGH_MASK = np.array([(1 << 8 * max(size - 8, 0)) - 1 for size in range(17)], dtype=np.uint64)
@@ -281,21 +281,16 @@ def text_word_hashes(
     """(word hashes of all texts, concatenated; words per text): `words` and `stable_hash64` in bulk. Words of
     up to 16 bytes are cached in `table`, longer ones in `long_words`."""
     encoded = [text.lower().encode("utf-8", "surrogatepass") for text in texts]
-    data = b"\n".join(encoded) + bytes(_PAD)
-    raw = np.frombuffer(data, dtype=np.uint8)
-    classes = _ascii_word_bytes(raw)
-    if not data.isascii():
-        _class_non_ascii(raw, classes)
-    edges = np.diff(classes.view(np.int8), prepend=np.int8(0))  # +1 where a word starts, -1 after it ends
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    data = b"\n".join(encoded) + bytes(PAD)
+    starts, ends = word_spans(data)
     offsets = np.cumsum([0] + [len(e) + 1 for e in encoded])  # where each text starts in `data`
     lengths = np.diff(np.searchsorted(starts, offsets))
     sizes = ends - starts
     short = sizes <= 16
     if short.all():
-        return table.lookup(*_packed(data, starts, sizes)), lengths
+        return table.lookup(*packed_words(data, starts, sizes)), lengths
     flat = np.empty(len(starts), dtype=np.uint64)
-    flat[short] = table.lookup(*_packed(data, starts[short], sizes[short]))
+    flat[short] = table.lookup(*packed_words(data, starts[short], sizes[short]))
     longer = np.flatnonzero(~short)
     for i, a, b in zip(longer.tolist(), starts[longer].tolist(), ends[longer].tolist(), strict=True):
         word = data[a:b].decode("utf-8")
@@ -303,6 +298,18 @@ def text_word_hashes(
             value = long_words[word] = stable_hash64(word)
         flat[i] = value
     return flat, lengths
+
+
+def word_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends): the byte offsets where each word of lower-cased UTF-8 `data` begins and one past where
+    it ends, the words of `words` in their order. `data` must end with a byte that is not in a word (the
+    callers pad it with PAD zero bytes)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    classes = _ascii_word_bytes(raw)
+    if not data.isascii():
+        _class_non_ascii(raw, classes)
+    edges = np.diff(classes.view(np.int8), prepend=np.int8(0))  # +1 where a word starts, -1 after it ends
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def _ascii_word_bytes(raw: np.ndarray) -> np.ndarray:
@@ -330,7 +337,7 @@ def _class_non_ascii(raw: np.ndarray, classes: np.ndarray) -> None:
         classes[leads[inside] + i] = word[inside]
 
 
-def _packed(data: bytes, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def packed_words(data: bytes, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Words of at most 16 bytes as (lo, hi) uint64 pairs: their bytes, zero-padded to 16, read as two
     little-endian integers (unaligned reads of the buffer at every word start)."""
     every = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # 8 bytes from each offset

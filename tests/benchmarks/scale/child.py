@@ -44,6 +44,14 @@ def run_stage(spec: dict) -> dict:
     }
     if spec["name"] in ("release", "ngrams"):
         report.update(release_counts(spec["release"]))
+    entry = getattr(result, "entry", None)
+    if entry:  # ngrams: the filter's layout, and the largest piece one worker fills
+        parts = entry.get("parts") or [entry]
+        report |= {
+            "filter_bytes": entry["bytes"],
+            "partitions": entry.get("partitions", 1),
+            "largest_partition_bytes": max(part["bytes"] for part in parts),
+        }
     return report
 
 

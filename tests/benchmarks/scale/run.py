@@ -6,7 +6,8 @@ Environment (the Makefile passes them through): SCALE_FACTORS ("1 4 16"), SCALE_
 0.08" unless SCALE_FACTORS is set), SCALE_SEED, SCALE_EXTRA (a folder of richer real data, e.g.
 ../shared/data), SCALE_BEAM_ARGS (Beam options for every stage, e.g. "--direct_num_workers=2
 --direct_running_mode=multi_processing"; default: the DirectRunner, one worker, in-process), SCALE_KEEP (1:
-keep each factor's inputs and work directories), SCALE_STEP_TIMEOUT (seconds per step, default 3600),
+keep each factor's inputs and work directories), SCALE_NGRAMS_MEMORY (ngrams --max-memory, default
+64MiB), SCALE_STEP_TIMEOUT (seconds per step, default 3600),
 BENCH_RESULTS (append every figure there as JSON lines).
 
 At each factor S: generate the inputs (generate.py), then run, each in a fresh process (child.py): links on
@@ -50,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[3]
 GPT2 = ROOT / "tests" / "fixtures" / "gpt2_bpe"
 LAMBADA = ROOT / "corpus" / "sample" / "eval" / "lambada_test.first200.jsonl"
 DEFAULT_FACTORS, QUICK_FACTORS = "1 4 16", "0.02 0.08"
+# Each ngrams worker's filter partition is capped at this, so the partitions grow with the corpus (P = 1 at
+# 1x) and the per-worker figure stays flat: the stage's memory at WebText size, scaled down.
+NGRAMS_MEMORY = os.environ.get("SCALE_NGRAMS_MEMORY", "64MiB")
 STEP_TIMEOUT_S = float(os.environ.get("SCALE_STEP_TIMEOUT", "3600"))  # a step past it is killed and recorded
 
 
@@ -100,7 +104,13 @@ def steps(inputs: Path, web: Path, docs: Path) -> list[Step]:
             docs,
             release=str(docs),
         ),
-        stage("ngrams", ["--release", docs], "tokens", docs, release=str(docs)),
+        stage(
+            "ngrams",
+            ["--release", docs, "--max-memory", NGRAMS_MEMORY],
+            "tokens",
+            docs,
+            release=str(docs),
+        ),
         Step("loader", "loader", {"release": str(docs)}, "tokens", None),
     ]
 
@@ -158,7 +168,19 @@ def run_step(step: Step, workdir: Path, beam_args: list[str]) -> dict:
         return record
     report = json.loads(result_file.read_text("utf-8"))
     record["bytes_written"] = tree_bytes(step.writes) - before
-    keys = ("items_in", "items_out", "tokens", "docs", "train_tokens", "val_tokens", "steps", "parts")
+    keys = (
+        "items_in",
+        "items_out",
+        "tokens",
+        "docs",
+        "train_tokens",
+        "val_tokens",
+        "steps",
+        "parts",
+        "partitions",
+        "largest_partition_bytes",
+        "filter_bytes",
+    )
     for key in (*keys, "pairs", "same_cluster"):
         if key in report:
             record[key] = report[key]

@@ -77,9 +77,7 @@ class WriteStats(beam.PTransform):
         counts, dropped = pcolls
         stage = self.output.stage
         totals = (
-            counts
-            | "Count" >> beam.Map(_counted, stage)
-            | "Total" >> beam.CombineGlobally(_sum_counters)
+            counts | "Count" >> beam.Map(_counted, stage) | "Total" >> beam.CombineGlobally(_sum_counters)
         )
         drops = dropped | "Dropped" >> beam.CombineGlobally(_sum_counters)
         return totals | "Write" >> beam.Map(self._write, beam.pvalue.AsSingleton(drops))

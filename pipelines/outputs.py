@@ -74,7 +74,6 @@ def write_table(path: str, rows: list[dict[str, Any]] | pa.Table, schema: pa.Sch
         pq.write_table(table, handle, compression="zstd", row_group_size=100_000)
 
 
-
 def read_parquet(pattern: str, columns: list[str] | None = None) -> beam.PTransform:
     """The rows of the Parquet files matching `pattern` as dicts: how every stage reads its input."""
     return beam.io.ReadFromParquet(pattern, columns=columns)
@@ -224,7 +223,6 @@ class StageOutput:
         remove_empty_folders(self.folder)
 
 
-
 def remove_empty_folders(folder: str) -> None:
     """Remove the empty folders under `folder`, and `folder` itself when it is left empty (local disk only:
     object stores have no folders)."""
@@ -233,7 +231,6 @@ def remove_empty_folders(folder: str) -> None:
     for current, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
         with contextlib.suppress(OSError):  # not empty
             os.rmdir(current)
-
 
 
 def find_stage_output(path: str, *stages: str) -> Output | None:
@@ -260,10 +257,10 @@ def run_pipeline(
 ):
     """Run one stage's transform on the runner the Beam options name, then publish its outputs; on any
     failure the run's generation is removed and the previous output stays. Returns the PipelineResult."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from pipelines.runner import new_pipeline
 
     try:
-        pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+        pipeline = new_pipeline(beam_args)
         _ = pipeline | output.stage.capitalize() >> transform
         result = pipeline.run()
         result.wait_until_finish()

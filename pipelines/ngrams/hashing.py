@@ -78,11 +78,10 @@ def write_json_value(value, path: str) -> None:
 
 def run_transform(label: str, transform: beam.PTransform, beam_args: list[str]) -> dict[str, int]:
     """Run one pipeline to the end on the runner the Beam options name; its `ngrams:*` counters."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
+    from pipelines.runner import new_pipeline
     from pipelines.stage import counters
 
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    pipeline = new_pipeline(beam_args)
     _ = pipeline | label >> transform
     result = pipeline.run()
     result.wait_until_finish()

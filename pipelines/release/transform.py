@@ -47,6 +47,9 @@ STAGE = "release"
 FORMAT_VERSION = 1
 META_FIELDS = ("url", "domain", "title", "karma", "submission_ids", "subreddits", "first_created_utc", "date")
 TOKENIZER_PATH = ("tokenizer", "tokenizer.json")  # inside the release
+# Characters of text per tokenizer batch (~1M tokens): `encode_batch` holds ~100 bytes per token of its own
+# until the ids are copied out, so a batch of 2,048 long documents cost hundreds of MB.
+BATCH_CHARS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,10 @@ class Tokenize(beam.DoFn):
 
 def _token_bytes(ids: list[int], dtype: np.dtype) -> bytes:
     return np.asarray(ids, dtype=dtype).tobytes()
+
+
+def _text_size(row: dict) -> int:
+    return len(row["text"])
 
 
 def sample_bytes(doc: tuple) -> int:
@@ -306,7 +313,13 @@ class Release(beam.PTransform):
         docs = (
             pbegin
             | "ReadDocs" >> read_parquet(self.options.docs)
-            | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=2048)
+            | "Batch"
+            >> beam.BatchElements(
+                min_batch_size=256,
+                max_batch_size=2048,
+                element_size_fn=_text_size,
+                max_batch_weight=BATCH_CHARS,
+            )
         )
         if not _one_process(pbegin.pipeline.options):  # a docs file is read by one worker: spread its batches
             docs = docs | "Spread" >> beam.Reshuffle()

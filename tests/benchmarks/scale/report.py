@@ -64,9 +64,48 @@ def ratios(results: dict) -> dict:
             "memory_ratio": round(memory_ratio, 3),
             "memory_target": MEMORY_TARGET,
             "memory_ok": memory_ratio <= MEMORY_TARGET,
+            **_process_ratios(a, b),
             **({"note": NOTES[name]} if name in NOTES else {}),
         }
     return verdicts
+
+
+def _process_ratios(low: dict, high: dict) -> dict:
+    """The peak-memory ratios of the step's own process and of the largest process it started (Beam's
+    workers under multi_processing), where both factors have them."""
+    out = {}
+    for key, name in (
+        ("self_peak_rss_mib", "self_memory_ratio"),
+        ("children_peak_rss_mib", "children_memory_ratio"),
+    ):
+        if low.get(key) and high.get(key):
+            out[name] = round(high[key] / low[key], 3)
+    return out
+
+
+OPTIONAL = (
+    "self_peak_rss_mib",
+    "children_peak_rss_mib",
+    "bytes_written",
+    "partitions",
+    "largest_partition_bytes",
+    "filter_bytes",
+)
+
+
+def _step_figures(prefix: str, record: dict) -> list[tuple[str, float | int | str]]:
+    """One step's figures: a stage's time, rate, memory and output, or dedup_quality's shares."""
+    if "same_cluster" in record:
+        out = [(f"{prefix}.same_cluster_J{band}", v) for band, v in record["same_cluster"].items()]
+        return out + [(f"{prefix}.pairs_J{band}", n) for band, n in record["pairs"].items()]
+    out = [(f"{prefix}.wall_s", record["wall_s"]), (f"{prefix}.stage_s", record["stage_s"])]
+    if record.get("throughput"):
+        out.append((f"{prefix}.{record['unit']}_per_s", record["throughput"]))
+    out.append((f"{prefix}.peak_rss_mib", record["peak_rss_mib"]))
+    out += [(f"{prefix}.{key}", record[key]) for key in OPTIONAL if record.get(key) is not None]
+    if record.get("work"):
+        out.append((f"{prefix}.{record['unit']}", record["work"]))
+    return out
 
 
 def figures(results: dict) -> list[tuple[str, float | int | str]]:
@@ -83,23 +122,13 @@ def figures(results: dict) -> list[tuple[str, float | int | str]]:
             if not _ok(record):
                 out.append((f"{prefix}.failed_rc", record.get("rc", -1)))
                 continue
-            if "same_cluster" in record:
-                out += [(f"{prefix}.same_cluster_J{band}", v) for band, v in record["same_cluster"].items()]
-                out += [(f"{prefix}.pairs_J{band}", n) for band, n in record["pairs"].items()]
-                continue
-            out += [(f"{prefix}.wall_s", record["wall_s"]), (f"{prefix}.stage_s", record["stage_s"])]
-            if record.get("throughput"):
-                out.append((f"{prefix}.{record['unit']}_per_s", record["throughput"]))
-            out += [(f"{prefix}.peak_rss_mib", record["peak_rss_mib"])]
-            out += [(f"{prefix}.bytes_written", record.get("bytes_written", 0))]
-            for key in ("partitions", "largest_partition_bytes", "filter_bytes"):
-                if key in record:
-                    out.append((f"{prefix}.{key}", record[key]))
-            if record.get("work"):
-                out.append((f"{prefix}.{record['unit']}", record["work"]))
+            out += _step_figures(prefix, record)
     for name, verdict in results.get("ratios", {}).items():
         out.append((f"scale.ratio.{name}.time", verdict["time_ratio"]))
         out.append((f"scale.ratio.{name}.memory", verdict["memory_ratio"]))
+        for key in ("self_memory_ratio", "children_memory_ratio"):
+            if key in verdict:
+                out.append((f"scale.ratio.{name}.{key}", verdict[key]))
     if results.get("ratios"):
         misses = [
             f"{n}.{k}" for n, v in results["ratios"].items() for k in ("time", "memory") if not v[f"{k}_ok"]

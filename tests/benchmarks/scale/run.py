@@ -185,6 +185,10 @@ def run_step(step: Step, workdir: Path, beam_args: list[str]) -> dict:
         if key in report:
             record[key] = report[key]
     record["stage_s"] = round(report.get("stage_seconds", 0.0), 3)
+    # The step's own process (with Beam's in-process runner: runner and worker in one) and the largest of
+    # the processes it started (multi_processing: Beam's worker processes; the extractor's child).
+    record["self_peak_rss_mib"] = round(report.get("self_maxrss_kib", 0) / 1024, 1)
+    record["children_peak_rss_mib"] = round(report.get("children_maxrss_kib", 0) / 1024, 1)
     record["dropped"] = report.get("dropped", {})
     work = record.get("tokens") if step.unit == "tokens" else record.get("items_in")
     record["work"] = work

@@ -7,8 +7,8 @@ Environment (the Makefile passes them through): SCALE_FACTORS ("1 4 16"), SCALE_
 ../shared/data), SCALE_BEAM_ARGS (Beam options for every stage, e.g. "--direct_num_workers=2
 --direct_running_mode=multi_processing"; default: the DirectRunner, one worker, in-process), SCALE_KEEP (1:
 keep each factor's inputs and work directories), SCALE_NGRAMS_MEMORY (ngrams --max-memory, default
-64MiB), SCALE_STEP_TIMEOUT (seconds per step, default 3600),
-BENCH_RESULTS (append every figure there as JSON lines).
+64MiB), SCALE_FIXED_SHARDS (1: shards of one size at every factor, see `steps`), SCALE_STEP_TIMEOUT
+(seconds per step, default 3600), BENCH_RESULTS (append every figure there as JSON lines).
 
 At each factor S: generate the inputs (generate.py), then run, each in a fresh process (child.py): links on
 the dumps, fetch --from-warc on the WARC pages, extract; the extracted documents and the generated documents
@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -54,6 +55,7 @@ DEFAULT_FACTORS, QUICK_FACTORS = "1 4 16", "0.02 0.08"
 # Each ngrams worker's filter partition is capped at this, so the partitions grow with the corpus (P = 1 at
 # 1x) and the per-worker figure stays flat: the stage's memory at WebText size, scaled down.
 NGRAMS_MEMORY = os.environ.get("SCALE_NGRAMS_MEMORY", "64MiB")
+FIXED_SHARDS = os.environ.get("SCALE_FIXED_SHARDS", "") not in ("", "0")
 STEP_TIMEOUT_S = float(os.environ.get("SCALE_STEP_TIMEOUT", "3600"))  # a step past it is killed and recorded
 
 
@@ -67,7 +69,15 @@ class Step:
     measured: bool = True  # merge and dedup_quality are harness steps: recorded, never in the ratios
 
 
-def steps(inputs: Path, web: Path, docs: Path) -> list[Step]:
+def steps(inputs: Path, web: Path, docs: Path, factor: float = 1.0) -> list[Step]:
+    """The measured chain at one factor. With SCALE_FIXED_SHARDS, dedup and filter write 2 shards per unit of
+    factor and release shards of 16 MB, so a shard (what one worker holds to sort and write) is the same size
+    at every factor; by default each stage sizes its shards itself (one per 100,000 documents, 256 MB)."""
+    docs_shards, release_shards = [], []
+    if FIXED_SHARDS:
+        docs_shards = ["--num-shards", max(1, math.ceil(2 * factor))]
+        release_shards = ["--shard-bytes", 16_000_000]
+
     def stage(name: str, argv: list, unit: str, writes: Path, **spec) -> Step:
         return Step(name, "stage", {"name": name, "argv": [str(a) for a in argv], **spec}, unit, writes)
 
@@ -85,7 +95,7 @@ def steps(inputs: Path, web: Path, docs: Path) -> list[Step]:
             docs,
             False,
         ),
-        stage("dedup", ["--docs", docs, "--out", docs], "docs", docs),
+        stage("dedup", ["--docs", docs, "--out", docs, *docs_shards], "docs", docs),
         Step(
             "dedup_quality",
             "dedup_quality",
@@ -95,11 +105,14 @@ def steps(inputs: Path, web: Path, docs: Path) -> list[Step]:
             False,
         ),
         stage(
-            "filter", ["--docs", docs, "--out", docs, "--decontaminate", f"lambada={LAMBADA}"], "docs", docs
+            "filter",
+            ["--docs", docs, "--out", docs, "--decontaminate", f"lambada={LAMBADA}", *docs_shards],
+            "docs",
+            docs,
         ),
         stage(
             "release",
-            ["--docs", docs, "--out", docs, "--tokenizer", f"gpt2:{GPT2}"],
+            ["--docs", docs, "--out", docs, "--tokenizer", f"gpt2:{GPT2}", *release_shards],
             "tokens",
             docs,
             release=str(docs),
@@ -229,7 +242,7 @@ def run_factor(factor: float, args: argparse.Namespace, results: dict) -> bool:
     run = generate_inputs(inputs, factor, args.seed, args.extra, work)
     run["steps"] = {}
     results["runs"][label] = run
-    chain = steps(inputs, work / "web", work / "docs")
+    chain = steps(inputs, work / "web", work / "docs", factor)
     results["stages"] = [step.name for step in chain if step.measured]
     results["steps"] = [step.name for step in chain]
     print(

@@ -9,6 +9,7 @@ keeps, never an exception.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 # Rejection reasons for lines that are not usable submissions.
@@ -39,17 +40,35 @@ class Rejection:
 
 
 def _int_field(record: dict, name: str) -> int | str:
-    """An int from an int, an integral float or a decimal string; else a description of the bad value."""
+    """A 64-bit int (what the Parquet columns hold) from an int, an integral float or a decimal string; else
+    a description of the bad value."""
     value = record[name]
     if isinstance(value, bool):
         return f"{name}: expected a number, got bool"
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+        value = int(value)
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        return f"{name}: {str(value)[:40]}... is out of the 64-bit range"
     return f"{name}: expected a number, got {type(value).__name__} {str(value)[:40]!r}"
+
+
+def _lone_surrogate(name: str, text: str) -> Rejection | None:
+    """A JSON escape such as \\ud800 decodes to a lone surrogate, which no UTF-8 output can hold."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return Rejection(INVALID_UTF8, f"{name}: a lone surrogate \\u{ord(text[err.start]):04x}")
+    return None
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: str.isdigit() also takes "²" and other scripts
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _bool_field(record: dict, name: str) -> bool | str:
@@ -61,8 +80,8 @@ def _bool_field(record: dict, name: str) -> bool | str:
     return f"{name}: expected a bool, got {type(value).__name__} {str(value)[:40]!r}"
 
 
-def parse_submission(line: bytes) -> Submission | Rejection:
-    """One dump line (bytes, no newline) to a Submission or a Rejection."""
+def _decode(line: bytes) -> dict | Rejection:
+    """A line's JSON object, or why it is none."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -73,9 +92,18 @@ def parse_submission(line: bytes) -> Submission | Rejection:
         return Rejection(MALFORMED_JSON, f"column {err.colno}: {err.msg}")
     except RecursionError:
         return Rejection(MALFORMED_JSON, "nesting too deep")
+    except ValueError as err:  # an integer literal of more than 4,300 digits
+        return Rejection(MALFORMED_JSON, str(err)[:80])
     if not isinstance(record, dict):
         return Rejection(MALFORMED_JSON, f"expected an object, got {type(record).__name__}")
+    return record
 
+
+def parse_submission(line: bytes) -> Submission | Rejection:
+    """One dump line (bytes, no newline) to a Submission or a Rejection."""
+    record = _decode(line)
+    if isinstance(record, Rejection):
+        return record
     raw_id = record.get("id")
     if not isinstance(raw_id, str) or not raw_id:
         if "body" in record and "link_id" in record:
@@ -102,5 +130,8 @@ def parse_submission(line: bytes) -> Submission | Rejection:
     for value in values:
         if isinstance(value, str):
             return Rejection(BAD_TYPE, value, raw_id)
+    for name, text in (("id", raw_id), ("url", url), ("subreddit", subreddit)):
+        if (bad := _lone_surrogate(name, text)) is not None:
+            return Rejection(bad.reason, bad.detail, None if name == "id" else raw_id)
     score, created_utc, is_self, over_18 = values
     return Submission(raw_id, url, score, created_utc, subreddit, is_self, over_18)  # type: ignore[arg-type]

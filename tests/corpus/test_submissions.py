@@ -57,3 +57,42 @@ def test_wrong_types_name_the_field_and_keep_the_id(fields, reason, detail):
 def test_absent_flags_default_to_false():
     record = {"id": "a", "url": "http://x.com/", "score": "4", "created_utc": "1500000000"}
     assert parse(record) == Submission("a", "http://x.com/", 4, 1500000000, "", False, False)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "detail"),
+    [
+        (b'{"id": "a", "url": "http://x.com", "score": ' + b"9" * 5000 + b"}", "malformed_json", "digits"),
+        (
+            b'{"id": "a\\ud800", "url": "http://x.com", "score": 3, "created_utc": 1}',
+            "invalid_utf8",
+            "id: a lone",
+        ),
+        (
+            b'{"id": "a", "url": "http://x.com/\\udfff", "score": 3, "created_utc": 1}',
+            "invalid_utf8",
+            "url: a lone",
+        ),
+        (
+            b'{"id": "a", "url": "http://x.com", "subreddit": "\\ud83d", "score": 3, "created_utc": 1}',
+            "invalid_utf8",
+            "subreddit",
+        ),
+    ],
+)
+def test_hostile_lines_are_rejections_not_crashes(line, reason, detail):
+    """Lines that used to raise: an integer past Python's 4,300-digit limit, lone surrogate escapes (which
+    the Parquet writer could not encode)."""
+    got = parse_submission(line)
+    assert isinstance(got, Rejection) and got.reason == reason and detail in got.detail
+
+
+@pytest.mark.parametrize("score", ["--5", "\u00b2", "\u0663", "5-", "9" * 21, 2**63, -(2**63) - 1, 1e30])
+def test_numbers_outside_int64_or_not_ascii_decimal_are_bad_types(score):
+    got = parse({**submission("abc", "http://x.com"), "score": score})
+    assert isinstance(got, Rejection) and got.reason == "bad_type" and "score" in got.detail
+
+
+@pytest.mark.parametrize(("score", "value"), [(" 12 ", 12), ("-3", -3), (2**63 - 1, 2**63 - 1), (7.0, 7)])
+def test_numbers_in_range_parse(score, value):
+    assert parse({**submission("abc", "http://x.com"), "score": score}).score == value

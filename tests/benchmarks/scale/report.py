@@ -197,7 +197,9 @@ def print_report(results: dict, bench_results: str | None) -> None:
 
 
 def write_plot(results: dict, path: Path) -> Path:
-    """One figure, two log-log panels: wall time and peak RSS against the size factor, a line per stage."""
+    """One figure of log-log panels against the size factor, a line per stage: wall time and the peak RSS of
+    the largest process; with Beam's multi_processing mode, the peak RSS of the runner process (which holds
+    what crosses a shuffle) and of its worker processes instead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,16 +209,23 @@ def write_plot(results: dict, path: Path) -> Path:
     labels = _labels(results)
     factors = [float(label) for label in labels]
     names = _stages(results)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    panels = [("wall_s", "wall time (s)"), ("peak_rss_mib", "peak RSS of the largest process (MiB)")]
+    if "--direct_running_mode=multi_processing" in results.get("beam_args", []):
+        panels[1:] = [
+            ("self_peak_rss_mib", "peak RSS, runner process (MiB)"),
+            ("children_peak_rss_mib", "peak RSS, largest worker process (MiB)"),
+        ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8))
+    left = axes[0]
     for name in names:
         points = [
             (f, results["runs"][lab]["steps"].get(name)) for f, lab in zip(factors, labels, strict=True)
         ]
         points = [(f, r) for f, r in points if _ok(r)]
-        if not points:
-            continue
-        left.plot([f for f, _ in points], [r["wall_s"] for _, r in points], marker="o", label=name)
-        right.plot([f for f, _ in points], [r["peak_rss_mib"] for _, r in points], marker="o", label=name)
+        for axis, (key, _) in zip(axes, panels, strict=True):
+            shown = [(f, r[key]) for f, r in points if r.get(key)]  # a step without worker processes: none
+            if shown:
+                axis.plot([f for f, _ in shown], [v for _, v in shown], marker="o", label=name)
     if len(factors) > 1:
         slowest = max(
             (r["wall_s"] for r in results["runs"][labels[0]]["steps"].values() if _ok(r)), default=1.0
@@ -229,7 +238,7 @@ def write_plot(results: dict, path: Path) -> Path:
         if base
         else "size factor S"
     )
-    for axis, ylabel in ((left, "wall time (s)"), (right, "peak RSS of the largest process (MiB)")):
+    for axis, (_, ylabel) in zip(axes, panels, strict=True):
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xticks(factors, [f"{f:g}x" for f in factors])

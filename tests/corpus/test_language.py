@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corpus.language import MAX_CHARS, UNDETERMINED, LanguageIdentifier
 
@@ -71,6 +73,21 @@ def test_one_letter_is_enough_to_ask_the_model(identifier):
     language, score = identifier.identify("42 a")
     assert language != UNDETERMINED and len(language) == 2
     assert 0.0 < score < 0.5  # a guess, and the score says so
+
+
+def test_hostile_characters_do_not_raise(identifier):
+    """Control characters, noncharacters and lone surrogates (which make other detectors raise) are just
+    bytes to the model."""
+    assert identifier.identify("Hallo \x07\x80\ufdd0 Welt, wie geht es dir heute?")[0] == "de"
+    language, score = identifier.identify("abc\ud800def")
+    assert len(language) == 2 and 0.0 <= score <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_gets_a_code_and_a_probability(text):
+    language, score = LanguageIdentifier().identify(text)
+    assert (language, score) == (UNDETERMINED, 0.0) or (len(language) == 2 and 0.0 <= score <= 1.0)
 
 
 def test_only_the_first_max_chars_count(identifier):

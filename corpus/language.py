@@ -1,7 +1,7 @@
 """Which language a document is written in: `language` (an ISO 639-1 code) and `language_score`.
 
 The identifier is py3langid 0.4 (a maintained fork of langid.py; trafilatura uses it too): a naive Bayes
-model over byte n-grams whose model ships inside the wheel (`py3langid/data/model.npz.xz`, nothing is
+classifier over byte n-grams, whose model ships inside the wheel (`py3langid/data/model.npz.xz`, nothing is
 downloaded at run time). Chosen in issue 17 against pycld2, resiliparse and lingua on 272 real documents
 (32 of them not English: zh, de, pt, ja, ru, nl, ko, id): it labelled all 272 right, 98.5% when cut to 100
 characters, and costs 1.4-2 ms per document, 5-6% of extraction's time (docs/stages/extract.md, "Language").
@@ -19,7 +19,8 @@ Three choices on top of py3langid's defaults:
 Text without a single letter (empty, digits, punctuation) gets `UNDETERMINED` ("und", ISO 639-2's code for
 "undetermined") with score 0.0: py3langid would name a language at a near-uniform probability
 (`''` -> `sr` at 0.014). The score is rounded to `SCORE_DIGITS` decimals, so a last-bit difference in the
-float32 arithmetic (another BLAS, another CPU) does not change the stored bytes.
+float32 arithmetic (another BLAS, another CPU) is unlikely to change the stored bytes; on one machine they are
+identical across runs and processes (tested).
 """
 
 from __future__ import annotations

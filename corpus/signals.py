@@ -2,8 +2,9 @@
 per document so that rules (corpus/rules.py) are thresholds over stored columns, as in RedPajama-V2.
 
 Sources: Gopher is Rae et al. 2021, appendix A.1.1 (MassiveWeb quality filters) and Table A1 (repetition
-filters); C4 is Raffel et al. 2020, section 2.2; FineWeb is Penedo et al. 2024, section 3.x ("custom
-filters"); datatrove is the reference implementation of all three used for FineWeb.
+filters); C4 is Raffel et al. 2020, section 2.2; FineWeb is Penedo et al. 2024, its "custom filters" (fraction
+of lines ending in punctuation, of characters in duplicated lines, of short lines); datatrove is the
+reference implementation of all three used for FineWeb.
 
 How a text is split (one definition for every signal, so that the numbers agree with each other):
 

@@ -27,6 +27,7 @@ order is kept, and the rule name is the key)::
 
 from __future__ import annotations
 
+import math
 import operator
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -90,6 +91,8 @@ def parse_rule(name: str, text: str) -> Rule:
         threshold = float(number)
     except ValueError:
         raise ValueError(f"threshold {number!r} is not a number") from None
+    if not math.isfinite(threshold):  # a NaN threshold would make the rule silently never hold
+        raise ValueError(f"threshold {number!r} is not a finite number")
     return Rule(name, signal, op, threshold)
 
 

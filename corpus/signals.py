@@ -31,6 +31,7 @@ A ratio whose denominator is 0 (no words, no lines) is 0.0, so that a ``>`` rule
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -130,14 +131,17 @@ def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
     return list(zip(*(ids[i:] for i in range(n)), strict=False))
 
 
-def _covered_chars(grams: list[tuple[int, ...]], wanted, n: int, lengths: list[int]) -> int:
-    """Characters of the words that lie in an occurrence of an n-gram for which wanted(gram) holds, each word
-    counted once however many such occurrences cover it."""
-    covered = bytearray(len(lengths))
-    for start, gram in enumerate(grams):
-        if wanted(gram):
-            covered[start : start + n] = b"\x01" * n
-    return sum(length for length, hit in zip(lengths, covered, strict=True) if hit)
+def _covered_chars(starts: list[int], n: int, prefix: list[int]) -> int:
+    """Characters of the words in the n-word spans that begin at ``starts`` (ascending), a word that several
+    spans cover counted once; ``prefix[k]`` is the characters of the first k words."""
+    total = 0
+    begin = end = 0  # the current run of overlapping spans: words [begin, end)
+    for start in starts:
+        if start > end:
+            total += prefix[end] - prefix[begin]
+            begin = start
+        end = start + n
+    return total + prefix[end] - prefix[begin]
 
 
 def ngram_signals(words: list[str]) -> dict[str, float]:
@@ -152,8 +156,8 @@ def ngram_signals(words: list[str]) -> dict[str, float]:
       characters of all words, as RedPajama-V2 counts them. datatrove counts only the repeats after the
       first and skips n words after each.
     """
-    lengths = [len(word) for word in words]
-    total = sum(lengths)
+    prefix = [0, *itertools.accumulate(len(word) for word in words)]
+    total = prefix[-1]
     vocabulary: dict[str, int] = {}
     ids = [vocabulary.setdefault(word, len(vocabulary)) for word in words]
     found: dict[str, float] = {}
@@ -161,7 +165,8 @@ def ngram_signals(words: list[str]) -> dict[str, float]:
         grams = _ngrams(ids, n)
         counts = Counter(grams)
         top, top_count = counts.most_common(1)[0] if counts else ((), 0)
-        chars = _covered_chars(grams, top.__eq__, n, lengths) if top_count > 1 else 0
+        starts = [i for i, gram in enumerate(grams) if gram == top] if top_count > 1 else []
+        chars = _covered_chars(starts, n, prefix)
         found[f"gopher_top_{n}gram_char_frac"] = _ratio(chars, total)
     repeated = True
     for n in DUP_NGRAMS:
@@ -170,11 +175,8 @@ def ngram_signals(words: list[str]) -> dict[str, float]:
             grams = _ngrams(ids, n)
             counts = Counter(grams)
             repeated = len(counts) < len(grams)
-            chars = (
-                _covered_chars(grams, lambda gram, counts=counts: counts[gram] > 1, n, lengths)
-                if repeated
-                else 0
-            )
+            if repeated:
+                chars = _covered_chars([i for i, gram in enumerate(grams) if counts[gram] > 1], n, prefix)
         found[f"gopher_dup_{n}gram_char_frac"] = _ratio(chars, total)
     return found
 
@@ -236,7 +238,7 @@ def signals(text: str) -> dict[str, float | int]:
         "gopher_ellipsis_word_ratio": _ratio(symbols["..."], len(words)),
         "gopher_bullet_line_frac": _ratio(sum(line.startswith(BULLETS) for line in lines), len(lines)),
         "gopher_ellipsis_line_frac": _ratio(sum(line.endswith(ELLIPSES) for line in lines), len(lines)),
-        "gopher_alpha_word_frac": _ratio(sum(any(ch.isalpha() for ch in word) for word in words), len(words)),
+        "gopher_alpha_word_frac": _ratio(sum(any(map(str.isalpha, word)) for word in words), len(words)),
         "gopher_stop_word_count": sum(word in GOPHER_STOP_WORDS for word in bare),
         "unique_word_frac": _ratio(len({word.lower() for word in words}), len(words)),
         "gopher_dup_line_frac": _ratio(duplicate_lines(lines), len(lines)),

@@ -232,6 +232,7 @@ def test_rules_file(tmp_path):
         ('[rules]\nx = "words < 5"\n', "rule 'x': unknown signal 'words'"),
         ('[rules]\nx = "word_count =< 5"\n', "rule 'x': unknown operator '=<'"),
         ('[rules]\nx = "word_count < many"\n', "rule 'x': threshold 'many' is not a number"),
+        ('[rules]\nx = "word_count < nan"\n', "rule 'x': threshold 'nan' is not a finite number"),
         ("[rules]\nx = 5\n", "rule 'x': expected a string"),
         ('[rules\nx = "word_count < 5"\n', "cannot read rules"),
         ('rule = "word_count < 5"\n', "unknown key(s) rule"),

@@ -39,9 +39,8 @@ INVALID_URL = "invalid_url"
 WIKIPEDIA = "wikipedia"
 BLOCKED_DOMAIN = "blocked_domain"
 BLOCKED_EXTENSION = "blocked_extension"
-CROSSPOST = (
-    "crosspost"  # a crosspost whose url is the parent's permalink (v.redd.it media stay blocked_domain)
-)
+# A crosspost whose url is its parent's permalink (v.redd.it media stay blocked_domain).
+CROSSPOST = "crosspost"
 _REDDIT = frozenset({"reddit.com"})
 # Drop reasons decided on the aggregate of one URL.
 LOW_KARMA = "low_karma"

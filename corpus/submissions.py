@@ -5,7 +5,7 @@ today): `created_utc` is an int, a decimal string (2014-01..2015-11) or a float 
 `is_self`/`over_18` may be absent or null (taken as false); Arctic Shift's `_meta` and the 2019+ removal
 fields are ignored (a removed post's *text* is gone, its link is not). Those variants are accepted;
 anything else is a `Rejection` with a reason the ledger keeps, never an exception. Ads (`promoted: true`,
-2008-09 on, often without a subreddit or score) are rejected as `promoted`: an ad is not a Reddit user's
+2008-09 on; in 2014-2017 without a subreddit) are rejected as `promoted`: an ad is not a Reddit user's
 submission of a link. tests/corpus/test_arctic_shift.py checks every month's field types 2005-06..2018-12.
 """
 

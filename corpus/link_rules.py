@@ -39,6 +39,9 @@ INVALID_URL = "invalid_url"
 WIKIPEDIA = "wikipedia"
 BLOCKED_DOMAIN = "blocked_domain"
 BLOCKED_EXTENSION = "blocked_extension"
+# A crosspost whose url is its parent's permalink (v.redd.it media stay blocked_domain).
+CROSSPOST = "crosspost"
+_REDDIT = frozenset({"reddit.com"})
 # Drop reasons decided on the aggregate of one URL.
 LOW_KARMA = "low_karma"
 DUPLICATE_SUBMISSION = "duplicate_submission"
@@ -151,6 +154,8 @@ class LinkRules:
         try:
             url = canonicalize_url(without_userinfo(sub.url))  # no credentials in any ledger detail
         except UnsupportedScheme as err:
+            if sub.crosspost_parent:  # a relative /r/... permalink to the parent post
+                return Dropped(CROSSPOST, f"of {sub.crosspost_parent}: {sub.url[:200]}")
             return Dropped(BAD_SCHEME, str(err)[:200])
         except InvalidURL as err:
             return Dropped(INVALID_URL, str(err)[:200])
@@ -158,6 +163,8 @@ class LinkRules:
         if matched := host_in(host, self.wikipedia_domains):
             return Dropped(WIKIPEDIA, f"{host} ({matched})")
         if matched := host_in(host, self.blocked_domains):
+            if sub.crosspost_parent and (host == "redd.it" or host_in(host, _REDDIT)):  # a permalink
+                return Dropped(CROSSPOST, f"of {sub.crosspost_parent}: {url[:200]}")
             return Dropped(BLOCKED_DOMAIN, f"{host} ({matched})")
         if (extension := path_extension(url)) in self.blocked_extensions:
             return Dropped(BLOCKED_EXTENSION, f".{extension}: {url[:200]}")
@@ -226,7 +233,7 @@ def decide_link(url: str, acc: Accumulator, config: LinkConfig) -> LinkDecision:
         "sum_score": sum(scores),
         "num_submissions": len(contributions),
         "submission_ids": sorted(c.submission_id for c in contributions),
-        "subreddits": sorted({c.subreddit for c in contributions}),
+        "subreddits": sorted({c.subreddit for c in contributions if c.subreddit}),  # "" = not known
         "first_created_utc": min(created),
         "last_created_utc": max(created),
         "posted_urls": sorted({c.posted_url for c in contributions}),

@@ -1,9 +1,12 @@
 """Pushshift submission records: parse one dump line into a typed `Submission`, or say why not.
 
 The dumps drift over the years (GPT-2's links span 2005-2017, Pushshift/Arctic-Shift re-crawls go on to
-today): `created_utc` is an int, a decimal string (2014) or a float (2024); `is_self`/`over_18` are absent
-in a few months. Those variants are accepted; anything else is a `Rejection` with a reason the ledger
-keeps, never an exception.
+today): `created_utc` is an int, a decimal string (2014-01..2015-11) or a float (Arctic Shift, 2023+);
+`is_self`/`over_18` may be absent or null (taken as false); Arctic Shift's `_meta` and the 2019+ removal
+fields are ignored (a removed post's *text* is gone, its link is not). Those variants are accepted;
+anything else is a `Rejection` with a reason the ledger keeps, never an exception. Ads (`promoted: true`,
+2008-09 on; in 2014-2017 without a subreddit) are rejected as `promoted`: an ad is not a Reddit user's
+submission of a link. tests/corpus/test_arctic_shift.py checks every month's field types 2005-06..2018-12.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ NOT_A_SUBMISSION = "not_a_submission"
 MISSING_FIELD = "missing_field"
 BAD_TYPE = "bad_type"
 LINE_TOO_LONG = "line_too_long"
+PROMOTED = "promoted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,7 @@ class Submission:
     subreddit: str
     is_self: bool
     over_18: bool
+    crosspost_parent: str | None = None  # "t3_<id>" for a crosspost (2017-08 on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +44,7 @@ class Rejection:
     id: str | None = None  # the submission id when the record got far enough to have one
 
 
-def _int_field(record: dict, name: str) -> int | str:
+def int_field(record: dict, name: str) -> int | str:
     """A 64-bit int (what the Parquet columns hold) from an int, an integral float or a decimal string; else
     a description of the bad value."""
     value = record[name]
@@ -56,7 +61,7 @@ def _int_field(record: dict, name: str) -> int | str:
     return f"{name}: expected a number, got {type(value).__name__} {str(value)[:40]!r}"
 
 
-def _lone_surrogate(name: str, text: str) -> Rejection | None:
+def lone_surrogate(name: str, text: str) -> Rejection | None:
     """A JSON escape such as \\ud800 decodes to a lone surrogate, which no UTF-8 output can hold."""
     if text.isascii():
         return None
@@ -71,7 +76,7 @@ _INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: str.isdigit() also
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _bool_field(record: dict, name: str) -> bool | str:
+def bool_field(record: dict, name: str) -> bool | str:
     value = record.get(name, False)
     if value is None:
         return False
@@ -80,7 +85,7 @@ def _bool_field(record: dict, name: str) -> bool | str:
     return f"{name}: expected a bool, got {type(value).__name__} {str(value)[:40]!r}"
 
 
-def _decode(line: bytes) -> dict | Rejection:
+def decode_record(line: bytes) -> dict | Rejection:
     """A line's JSON object, or why it is none."""
     try:
         text = line.decode("utf-8")
@@ -101,7 +106,7 @@ def _decode(line: bytes) -> dict | Rejection:
 
 def parse_submission(line: bytes) -> Submission | Rejection:
     """One dump line (bytes, no newline) to a Submission or a Rejection."""
-    record = _decode(line)
+    record = decode_record(line)
     if isinstance(record, Rejection):
         return record
     raw_id = record.get("id")
@@ -112,9 +117,11 @@ def parse_submission(line: bytes) -> Submission | Rejection:
             return Rejection(MISSING_FIELD, "id")
         return Rejection(BAD_TYPE, f"id: expected a non-empty string, got {type(raw_id).__name__}")
 
+    if record.get("promoted") is True:
+        return Rejection(PROMOTED, "an ad (promoted: true), not a user's submission", raw_id)
     for name in ("url", "score", "created_utc"):
         if record.get(name) is None:
-            return Rejection(MISSING_FIELD, name, raw_id)
+            return Rejection(MISSING_FIELD, f"{name} is null" if name in record else name, raw_id)
     url = record["url"]
     subreddit = record.get("subreddit") or ""
     if not isinstance(url, str):
@@ -122,16 +129,18 @@ def parse_submission(line: bytes) -> Submission | Rejection:
     if not isinstance(subreddit, str):
         return Rejection(BAD_TYPE, f"subreddit: expected a string, got {type(subreddit).__name__}", raw_id)
     values = (
-        _int_field(record, "score"),
-        _int_field(record, "created_utc"),
-        _bool_field(record, "is_self"),
-        _bool_field(record, "over_18"),
+        int_field(record, "score"),
+        int_field(record, "created_utc"),
+        bool_field(record, "is_self"),
+        bool_field(record, "over_18"),
     )
     for value in values:
         if isinstance(value, str):
             return Rejection(BAD_TYPE, value, raw_id)
     for name, text in (("id", raw_id), ("url", url), ("subreddit", subreddit)):
-        if (bad := _lone_surrogate(name, text)) is not None:
+        if (bad := lone_surrogate(name, text)) is not None:
             return Rejection(bad.reason, bad.detail, None if name == "id" else raw_id)
     score, created_utc, is_self, over_18 = values
-    return Submission(raw_id, url, score, created_utc, subreddit, is_self, over_18)  # type: ignore[arg-type]
+    parent = record.get("crosspost_parent")
+    parent = parent if isinstance(parent, str) and parent else None
+    return Submission(raw_id, url, score, created_utc, subreddit, is_self, over_18, parent)  # type: ignore[arg-type]

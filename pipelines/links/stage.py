@@ -1,4 +1,5 @@
-"""`webtext links`: Reddit submission dumps -> outbound links with karma (the transform: transform.py)."""
+"""`webtext links`: Reddit submission dumps and frozen URL lists -> outbound links with karma (the
+transform: transform.py)."""
 
 from __future__ import annotations
 
@@ -27,16 +28,25 @@ def _date(text: str) -> str:
 
 class LinksStage(Stage):
     name = "links"
-    help = "Reddit submission dumps -> outbound links with karma (Beam)"
+    help = "Reddit submission dumps or frozen URL lists -> outbound links with karma (Beam)"
     transform_name = "Links"
 
     def add_flags(self, p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--dumps",
             action="append",
-            required=True,
+            default=[],
             metavar="GLOB",
-            help="Pushshift submission dumps (.zst .jsonl .jsonl.gz .bz2 .xz); repeatable",
+            help="Pushshift or Arctic Shift submission dumps (.zst .jsonl .jsonl.gz .bz2 .xz); repeatable",
+        )
+        p.add_argument(
+            "--urls",
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help="frozen URL lists (OpenWebText's one URL per line; .tsv/.csv with a header: url, score, "
+            "subreddit, created_utc, id; .jsonl with those keys or OpenWebText2's); same compressions as "
+            "--dumps; lines without a score are taken as already selected; repeatable, combines with --dumps",
         )
         p.add_argument("--preset", choices=sorted(PRESETS), help="webtext: karma >= 3, before 2018-01-01")
         p.add_argument("--min-karma", type=int, help="minimum karma of a link (default 3)")
@@ -77,17 +87,34 @@ class LinksStage(Stage):
 
     def options(self, args: argparse.Namespace):
         from pipelines.files import match_files
-        from pipelines.links.transform import LinksOptions
+        from pipelines.links.transform import LinksOptions, read_list_header
         from pipelines.outputs import DEFAULT_INPUT_BYTES_PER_SHARD, shards_for_input
 
-        dumps = sorted({path for pattern in args.dumps for path in match_files(pattern)})
-        if not dumps:
-            raise InputError(f"no dump files match {' '.join(args.dumps)}")
-        num_shards = args.num_shards or shards_for_input(dumps, DEFAULT_INPUT_BYTES_PER_SHARD)
-        return LinksOptions(dumps, links_config(args), num_shards, args.splits_per_file, args.max_line_bytes)
+        if not args.dumps and not args.urls:
+            raise InputError("links needs --dumps GLOB or --urls GLOB (or both)")
+        inputs = {}
+        for flag, patterns in (("dump", args.dumps), ("URL list", args.urls)):
+            inputs[flag] = sorted({path for pattern in patterns for path in match_files(pattern)})
+            if patterns and not inputs[flag]:
+                raise InputError(f"no {flag} files match {' '.join(patterns)}")
+        dumps, url_lists = inputs["dump"], inputs["URL list"]
+        if both := set(dumps) & set(url_lists):
+            raise InputError(f"{sorted(both)[0]}: given as a dump and as a URL list")
+        headers = {path: columns for path in url_lists if (columns := read_list_header(path)) is not None}
+        num_shards = args.num_shards or shards_for_input(dumps + url_lists, DEFAULT_INPUT_BYTES_PER_SHARD)
+        return LinksOptions(
+            dumps,
+            links_config(args),
+            num_shards,
+            args.splits_per_file,
+            args.max_line_bytes,
+            url_lists,
+            headers,
+        )
 
     def describe(self, options, out_dir: str) -> str:
-        return f"links: {len(options.dumps)} dump file(s) -> {out_dir}"
+        lists = f" and {len(options.url_lists)} URL list(s)" if options.url_lists else ""
+        return f"links: {len(options.dumps)} dump file(s){lists} -> {out_dir}"
 
     def summary(self, result: StageResult, top: int = 10) -> str:
         from pipelines.outputs import read_table
@@ -99,6 +126,7 @@ class LinksStage(Stage):
             [
                 f"links: {result.items_in} submissions read, {result.items_out} contributed to "
                 f"{links.num_rows} links, {sum(result.dropped.values())} dropped",
+                *_assumed(result),
                 f"  top domains ({len(domains)} in all):",
                 *by_count(domains, top),
                 "  dropped by reason:",
@@ -106,6 +134,16 @@ class LinksStage(Stage):
                 f"  outputs: {output.path}/: part-*.parquet, ledger/links-*.parquet, stats.json",
             ]
         )
+
+
+def _assumed(result: StageResult) -> list[str]:
+    """What URL lists left unsaid, and how it was filled in."""
+    lines = []
+    if n := result.counters.get("links:unscored_submissions"):
+        lines.append(f"  {n} from URL lists without scores: taken as already selected (karma = min)")
+    if n := result.counters.get("links:undated_submissions"):
+        lines.append(f"  {n} from URL lists without dates: no date window applied (created_utc 0)")
+    return lines
 
 
 def links_config(args: argparse.Namespace):

@@ -39,8 +39,9 @@ def test_unusable_lines_are_rejections(line, reason, detail):
 @pytest.mark.parametrize(
     ("fields", "reason", "detail"),
     [
-        ({"score": None}, "missing_field", "score"),
-        ({"url": None}, "missing_field", "url"),
+        ({"score": None}, "missing_field", "score is null"),  # 2017-10/11 dumps hold null scores
+        ({"url": None}, "missing_field", "url is null"),
+        ({"promoted": True, "score": None}, "promoted", "an ad"),  # an ad before any other check
         ({"score": "many"}, "bad_type", "score"),
         ({"score": True}, "bad_type", "score"),
         ({"created_utc": 1.5}, "bad_type", "created_utc"),
@@ -96,3 +97,14 @@ def test_numbers_outside_int64_or_not_ascii_decimal_are_bad_types(score):
 @pytest.mark.parametrize(("score", "value"), [(" 12 ", 12), ("-3", -3), (2**63 - 1, 2**63 - 1), (7.0, 7)])
 def test_numbers_in_range_parse(score, value):
     assert parse({**submission("abc", "http://x.com"), "score": score}).score == value
+
+
+def test_an_absent_field_is_named_without_null():
+    record = {"id": "a", "url": "http://x.com/", "created_utc": 1500000000}
+    assert parse(record) == Rejection("missing_field", "score", "a")
+
+
+def test_a_crosspost_keeps_its_parent():
+    got = parse(submission("b", "/r/pics/comments/a/x/", crosspost_parent="t3_a"))
+    assert isinstance(got, Submission) and got.crosspost_parent == "t3_a"
+    assert parse(submission("c", "http://x.com/", promoted=False)).crosspost_parent is None

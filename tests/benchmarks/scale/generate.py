@@ -39,6 +39,7 @@ import numpy as np
 import zstandard
 from warcio.warcwriter import WARCWriter
 
+from corpus.url_lists import base36
 from tests.benchmarks.scale.documents import (
     compose,
     fresh_url,
@@ -68,16 +69,6 @@ REPOST_SHARE, REPOST_WINDOW = 0.10, 1_000
 NEAR_SHARE, EXACT_SHARE = 0.10, 0.05
 RECENT_PAGES = 500  # near and exact duplicates copy one of the last RECENT_PAGES fresh pages
 CONTENT_TYPE = "text/html; charset=utf-8"
-
-
-def base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            return out
 
 
 def submission_templates(records: list[dict]) -> list[str]:

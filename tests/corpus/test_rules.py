@@ -46,12 +46,15 @@ def line_documents(path: Path, lines_per_doc: int = 20) -> list[str]:
 
 
 def extracted_fixture_pages() -> list[str]:
-    logging.disable(logging.WARNING)
     config = ExtractConfig(min_words=0)
     texts = []
-    for path in sorted((FIXTURES / "html").glob("*/html/*.gz")):
-        extracted = extract_bytes(gzip.decompress(path.read_bytes()), None, "https://example.org/a", config)
-        texts.append(extracted.text or "")
+    logging.disable(logging.WARNING)  # trafilatura's warnings about the pages; restored for later tests
+    try:
+        for path in sorted((FIXTURES / "html").glob("*/html/*.gz")):
+            page = gzip.decompress(path.read_bytes())
+            texts.append(extract_bytes(page, None, "https://example.org/a", config).text or "")
+    finally:
+        logging.disable(logging.NOTSET)
     return texts
 
 

@@ -103,10 +103,17 @@ class FilterStage(Stage):
     def describe(self, options, out_dir: str) -> str:
         return f"filter: {options.docs_rows} documents from {options.docs} -> {out_dir}"
 
-    def summary(self, result: StageResult) -> str:
+    def summary(self, result: StageResult, top: int = 5) -> str:
+        from collections import Counter
+
+        from pipelines.outputs import read_table
+
+        kept = read_table(result.output.join("part-*.parquet"), ["language"]).to_pylist()
+        mix = Counter(row["language"] for row in kept).most_common(top)
         return "\n".join(
             [
                 f"filter: {result.items_in} documents, {result.items_out} kept",
+                "  languages kept: " + (", ".join(f"{code} {n}" for code, n in mix) or "none"),
                 "  dropped by reason:",
                 *by_count(result.dropped),
                 f"  outputs: {result.output.path}/: part-*.parquet, ledger/filter-*.parquet, stats.json",

@@ -8,6 +8,18 @@ from typing import Any
 import pyarrow as pa
 
 from corpus.fetch_index import LINEAGE
+from corpus.language import LanguageIdentifier
+from corpus.signals import SIGNAL_TYPES, signals
+
+# The annotations every document gets in the extract stage (issue 17): its language and its quality signals,
+# after the columns above, in SIGNALS order. Nullable, so that docs tables written before them (and rows
+# made by hand) still load: `annotate` fills a row's missing ones, and the filter stage calls it on every
+# row it reads, so its output always has them.
+ANNOTATIONS: dict[str, pa.DataType] = {
+    "language": pa.string(),
+    "language_score": pa.float64(),
+    **SIGNAL_TYPES,
+}
 
 DOCS_SCHEMA = pa.schema(
     [
@@ -30,6 +42,7 @@ DOCS_SCHEMA = pa.schema(
         pa.field("warc_file", pa.string()),
         pa.field("content_sha1", pa.string(), nullable=False),
         pa.field("extractor", pa.string(), nullable=False),
+        *(pa.field(name, kind) for name, kind in ANNOTATIONS.items()),
     ]
 )
 
@@ -37,6 +50,20 @@ DOCS_SCHEMA = pa.schema(
 def doc_id(url: str) -> str:
     """Stable id of a document: SHA-1 (hex) of its canonical URL."""
     return hashlib.sha1(url.encode("utf-8")).hexdigest()
+
+
+def annotations(text: str, identifier: LanguageIdentifier) -> dict[str, Any]:
+    """A document's ANNOTATIONS: `language`, `language_score` and every signal of corpus/signals.py."""
+    language, score = identifier.identify(text)
+    return {"language": language, "language_score": score, **signals(text)}
+
+
+def annotate(row: dict[str, Any], identifier: LanguageIdentifier) -> dict[str, Any]:
+    """`row` with its missing (absent or null) ANNOTATIONS computed from its text; the row itself when it
+    has them all (a docs table of an extract stage from before issue 17 has none)."""
+    if all(row.get(name) is not None for name in ANNOTATIONS):
+        return row
+    return {**row, **annotations(row["text"], identifier)}
 
 
 def doc_row(index: dict[str, Any], extracted, payload: bytes, extractor: str) -> dict[str, Any]:

@@ -300,7 +300,13 @@ def _kept_sorted(tables: list[pa.Table], removed: set[str]) -> pa.Table:
     if removed:
         table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=pa.array(sorted(removed)))))
     table = table.take(pc.sort_indices(table, [("id", "ascending")]))
-    columns = [table.column(field.name).cast(field.type).combine_chunks() for field in DOCS_SCHEMA]
+    # A docs table from before the annotations (corpus.docs.ANNOTATIONS) lacks their columns: nulls.
+    columns = [
+        table.column(field.name).cast(field.type).combine_chunks()
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in DOCS_SCHEMA
+    ]
     return pa.Table.from_arrays(columns, schema=DOCS_SCHEMA)
 
 

@@ -2,7 +2,8 @@
 
 index rows (outcome ok) -> Reshuffle -> ExtractDocs: read the WARC record at (warc_file, offset, length),
   decode its body (gzip/deflate, capped), trafilatura in a child process with a per-document time limit
-  -> docs rows -> sorted shards (by id); pages without usable text -> ledger
+  -> docs rows, each with its language and quality signals (corpus.docs.annotations)
+  -> sorted shards (by id); pages without usable text -> ledger
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from corpus.docs import DOCS_SCHEMA, doc_id, doc_row
+from corpus.docs import DOCS_SCHEMA, annotations, doc_id, doc_row
 from corpus.extract import EXTRACTOR, ExtractConfig, TimedExtractor
 from corpus.http_wire import decode_body
+from corpus.language import LanguageIdentifier
 from corpus.warc import WarcError, read_response
 from pipelines.accounting import WriteLedger, WriteStats
 from pipelines.files import join, open_read
@@ -50,6 +52,7 @@ class ExtractDocs(beam.DoFn):
 
     def setup(self) -> None:
         self.extractor = TimedExtractor(self.options.config)
+        self.identifier = LanguageIdentifier()
 
     def teardown(self) -> None:
         self.extractor.close()
@@ -76,7 +79,8 @@ class ExtractDocs(beam.DoFn):
         if extracted.outcome != "ok":
             yield self._drop(url, extracted.outcome, extracted.detail)
             return
-        yield doc_row(row, extracted, payload, EXTRACTOR)
+        doc = doc_row(row, extracted, payload, EXTRACTOR)
+        yield {**doc, **annotations(doc["text"], self.identifier)}
 
     @staticmethod
     def _drop(url: str, reason: str, detail: str):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from corpus.command_line import named, positive_int
 from corpus.errors import InputError
+from corpus.language import UNDETERMINED
 from corpus.quality import QualityConfig
 from pipelines.stage import Stage, StageResult, by_count, docs_table
 
@@ -51,6 +53,19 @@ class FilterStage(Stage):
             metavar="N",
             help="words per n-gram of --decontaminate (GPT-3: 13)",
         )
+        parser.add_argument(
+            "--languages",
+            metavar="CODES",
+            help="keep only documents whose language is one of these ISO 639-1 codes, e.g. en,de "
+            "(reason language; default: keep every language, as GPT-2 did)",
+        )
+        parser.add_argument(
+            "--rules",
+            default="webtext",
+            metavar="SETS",
+            help="quality rules, comma-separated: presets webtext, gopher, c4, fineweb, none, or rules files "
+            "(.toml); reasons preset:rule, webtext's unprefixed (default webtext; see docs/stages/filter.md)",
+        )
         defaults = QualityConfig()
         for name in defaults.__dataclass_fields__:
             value = getattr(defaults, name)
@@ -58,7 +73,7 @@ class FilterStage(Stage):
                 f"--{name.replace('_', '-')}",
                 type=type(value),
                 default=value,
-                help=f"quality rule (default {value}; see docs/stages/filter.md)",
+                help=f"the webtext preset's rule (default {value}; see docs/stages/filter.md)",
             )
         parser.add_argument(
             "--num-shards", type=positive_int, help="docs files (default: one per 100,000 documents)"
@@ -66,6 +81,7 @@ class FilterStage(Stage):
 
     def options(self, args: argparse.Namespace):
         from corpus.link_rules import read_list
+        from corpus.rules import resolve
         from pipelines.filter.transform import FilterOptions
         from pipelines.outputs import shards_for_rows
 
@@ -78,6 +94,8 @@ class FilterStage(Stage):
             wikipedia_overlap=args.wikipedia_overlap,
             wikipedia_domains=read_list(args.wikipedia_domains) if args.wikipedia_domains else None,
             decontaminate=evaluation_sets(args.decontaminate, args.decontam_n),
+            languages=languages(args.languages),
+            rules=tuple(resolve(args.rules, quality)),
             num_shards=args.num_shards or shards_for_rows(count, 100_000),
             docs_rows=count,
         )
@@ -85,15 +103,35 @@ class FilterStage(Stage):
     def describe(self, options, out_dir: str) -> str:
         return f"filter: {options.docs_rows} documents from {options.docs} -> {out_dir}"
 
-    def summary(self, result: StageResult) -> str:
+    def summary(self, result: StageResult, top: int = 5) -> str:
+        from collections import Counter
+
+        from pipelines.outputs import read_table
+
+        kept = read_table(result.output.join("part-*.parquet"), ["language"]).to_pylist()
+        mix = Counter(row["language"] for row in kept).most_common(top)
         return "\n".join(
             [
                 f"filter: {result.items_in} documents, {result.items_out} kept",
+                "  languages kept: " + (", ".join(f"{code} {n}" for code, n in mix) or "none"),
                 "  dropped by reason:",
                 *by_count(result.dropped),
                 f"  outputs: {result.output.path}/: part-*.parquet, ledger/filter-*.parquet, stats.json",
             ]
         )
+
+
+def languages(text: str | None) -> frozenset[str] | None:
+    """--languages en,de -> {"en", "de"} (None without the flag: keep every language)."""
+    if text is None:
+        return None
+    codes = frozenset(code.strip() for code in text.split(","))
+    bad = sorted(code for code in codes if not (code == UNDETERMINED or re.fullmatch(r"[a-z]{2}", code)))
+    if bad:
+        raise InputError(
+            f"--languages: expected ISO 639-1 codes (en,de) or {UNDETERMINED}, got {', '.join(bad)}"
+        )
+    return codes
 
 
 def wikipedia_reference(path: str | None):

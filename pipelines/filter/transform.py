@@ -3,8 +3,12 @@ text.
 
     docs -> FilterDocs: Wikipedia host of the URL or final URL (defence in depth after the links stage),
       optional 8-gram overlap with a Wikipedia reference (mirrors and copies), optional decontamination
-      (a 13-gram shared with a named evaluation set, GPT-3's rule), quality rules
+      (a 13-gram shared with a named evaluation set, GPT-3's rule), optional languages, quality rules
+      (--rules: presets and rules files over the signals, corpus/rules.py)
       -> kept docs (sorted shards); every drop -> ledger (reason per rule)
+
+A row without the annotations (language, signals: a docs table from before them) gets them computed here,
+so the rules see them and the kept documents carry them.
 
 The reference's 8-gram hashes and the evaluation sets' 13-gram hashes travel to the workers with the DoFn
 (~8 bytes per distinct n-gram); a reference the size of all of Wikipedia needs the Bloom filter of the
@@ -15,12 +19,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 
 import apache_beam as beam
 
-from corpus.docs import DOCS_SCHEMA
+from corpus.docs import DOCS_SCHEMA, annotate
+from corpus.language import LanguageIdentifier
 from corpus.overlap import EvalNgrams
 from corpus.quality import QualityConfig, quality_drop
+from corpus.rules import RuleSet, drop_reason, webtext_rules
 from corpus.wikipedia import WIKIPEDIA, WikipediaReference, wikipedia_copy, wikipedia_host
 from pipelines.accounting import WriteLedger, WriteStats
 from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stable_shard
@@ -28,6 +35,7 @@ from pipelines.outputs import StageOutput, WriteSortedShards, read_parquet, stab
 STAGE = "filter"
 LEDGER = "ledger"
 DECONTAMINATED = "decontaminated"  # ledger reason: shares an n-gram with an evaluation set
+LANGUAGE = "language"  # ledger reason: its language is not one of --languages
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class FilterOptions:
     wikipedia_overlap: float = 0.5
     wikipedia_domains: frozenset[str] | None = None  # None: the packaged list
     decontaminate: EvalNgrams | None = None  # evaluation sets whose n-grams no kept document may share
+    languages: frozenset[str] | None = None  # keep only these `language` labels; None: every language
+    rules: tuple[RuleSet, ...] | None = None  # None: the webtext preset with `quality`
     num_shards: int = 1
     docs_rows: int = 0  # rows of the docs table (the log line only)
 
@@ -53,14 +63,33 @@ def why_dropped(row: dict, opts: FilterOptions) -> tuple[str, str] | None:
     if opts.decontaminate is not None and (shared := opts.decontaminate.shared(row["text"])):
         name, count = shared
         return DECONTAMINATED, f"{name}: {count} {opts.decontaminate.n}-grams shared"
-    return quality_drop(row["text"], opts.quality)
+    if opts.languages is not None and row["language"] not in opts.languages:
+        return LANGUAGE, f"{row['language']} {row['language_score']}"
+    webtext = _webtext(opts.quality)
+    for rule_set in (webtext,) if opts.rules is None else opts.rules:
+        # The webtext preset is quality_drop itself: today's decisions, unprefixed reasons and details.
+        dropped = (
+            quality_drop(row["text"], opts.quality) if rule_set == webtext else drop_reason(row, rule_set)
+        )
+        if dropped is not None:
+            return dropped
+    return None
+
+
+@cache
+def _webtext(config: QualityConfig) -> RuleSet:
+    return webtext_rules(config)
 
 
 class FilterDocs(beam.DoFn):
     def __init__(self, options: FilterOptions) -> None:
         self.options = options
 
+    def setup(self) -> None:
+        self.identifier = LanguageIdentifier()  # loads its model only if a row lacks its language
+
     def process(self, row: dict):
+        row = annotate(row, self.identifier)
         dropped = why_dropped(row, self.options)
         if dropped is None:
             yield row
@@ -101,8 +130,18 @@ class Filter(beam.PTransform):
                 "wikipedia_reference": opts.reference is not None,
                 "wikipedia_overlap": opts.wikipedia_overlap,
                 **decontamination_config(opts.decontaminate),
+                "languages": sorted(opts.languages) if opts.languages is not None else None,
+                "rules": rules_config(opts.rules or (_webtext(opts.quality),)),
             }
         }
+
+
+def rules_config(rules: tuple[RuleSet, ...]) -> list[dict]:
+    """What stats.json records of --rules: each rule set's name and rules, in order."""
+    return [
+        {"name": s.name, "rules": [f"{r.name}: {r.signal} {r.op} {r.threshold:g}" for r in s.rules]}
+        for s in rules
+    ]
 
 
 def decontamination_config(sets: EvalNgrams | None) -> dict:

@@ -73,3 +73,22 @@ def test_the_manifest_and_datasheet_list_the_stages_in_chain_order(results):
     datasheet = (release / "datasheet.md").read_text()
     positions = [datasheet.find(f"| {name} |") for name in CHAIN[: CHAIN.index("release")]]
     assert -1 not in positions and positions == sorted(positions)
+
+
+def test_extract_writes_each_documents_language_and_signals(results):
+    from corpus.docs import ANNOTATIONS, DOCS_SCHEMA
+    from corpus.language import LanguageIdentifier
+    from corpus.signals import signals
+    from pipelines.outputs import read_table
+
+    identifier = LanguageIdentifier()
+    for name in ("extract", "dedup", "filter"):
+        table = read_table(f"{results[name].output.path}/part-*.parquet")
+        assert table.schema.names == DOCS_SCHEMA.names
+        rows = table.to_pylist()
+        assert rows and all(row[column] is not None for row in rows for column in ANNOTATIONS)
+        if name == "extract":
+            for row in rows:
+                assert (row["language"], row["language_score"]) == identifier.identify(row["text"])
+                assert {signal: row[signal] for signal in signals(row["text"])} == signals(row["text"])
+            assert "en" in {row["language"] for row in rows}

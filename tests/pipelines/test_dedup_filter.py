@@ -189,3 +189,74 @@ def test_filter_drops_wikipedia_and_low_quality_with_reasons(tmp_path):
     assert reasons["https://spam.example/x"] == "repeated_lines"
     stats = json.loads((out / "stats.json").read_text())
     assert stats["in"] == 5 == stats["out"] + sum(stats["dropped"].values())
+
+
+def excerpts() -> list[dict]:
+    path = Path(__file__).parents[1] / "fixtures" / "language" / "excerpts.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def filtered(work: Path, *flags: str) -> tuple[list[dict], dict[str, tuple[str, str]], dict]:
+    """Run filter on `work`; (kept rows, {url: (reason, detail)} of the ledger, stats.json)."""
+    out = work / "-".join(flag.strip("-").replace("/", "_") for flag in flags or ("default",))
+    assert main(["filter", "--docs", str(work), "--out", str(out), *flags]) == 0
+    out = committed(out, "filter")
+    kept = read_table(str(out / "part-*.parquet")).to_pylist()
+    ledger = {
+        row["detail"].split(": ")[0]: (row["reason"], row["detail"].split(": ", 1)[1])
+        for row in read_table(str(out / "ledger" / "filter-*.parquet")).to_pylist()
+    }
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["in"] == len(kept) + len(ledger) == stats["out"] + sum(stats["dropped"].values())
+    return kept, ledger, stats
+
+
+def test_filter_languages_keeps_the_named_ones_and_annotates_old_rows(tmp_path):
+    # Hand-made rows without annotations (as an extract output from before them): filter computes them.
+    pages = excerpts()
+    work = write_docs(
+        tmp_path, [doc(f"https://{i}.example/{p['language']}", p["text"]) for i, p in enumerate(pages)]
+    )
+    kept, ledger, stats = filtered(work, "--languages", "en,de", "--rules", "none")
+    assert sorted(row["language"] for row in kept) == ["de", "en"]
+    assert all(row["language_score"] > 0.5 and row["word_count"] == len(row["text"].split()) for row in kept)
+    truth = {f"https://{i}.example/{p['language']}": p["language"] for i, p in enumerate(pages)}
+    assert len(ledger) == len(pages) - 2
+    for url, (reason, detail) in ledger.items():
+        assert reason == "language" and detail.split()[0] == truth[url], (url, detail)
+    assert stats["dropped"] == {"language": len(pages) - 2}
+    assert stats["config"]["filter"]["languages"] == ["de", "en"]
+    assert stats["config"]["filter"]["rules"] == [{"name": "none", "rules": []}]
+
+
+def test_filter_rules_gopher_drops_with_gopher_reasons(tmp_path):
+    articles = list(load_gold().values())[:4]
+    rows = [doc(f"https://news.example/{i}", text) for i, text in enumerate(articles)]
+    rows += [
+        doc("https://tiny.example/x", "too short to be a document"),
+        doc("https://spam.example/x", "\n".join(["buy now buy now cheap pills"] * 60)),
+    ]
+    work = write_docs(tmp_path, rows)
+    _, ledger, stats = filtered(work, "--rules", "gopher")
+    assert ledger["https://tiny.example/x"][0] == "gopher:word_count"
+    assert ledger["https://spam.example/x"][0].startswith("gopher:")
+    assert all(reason.startswith("gopher:") for reason, _ in ledger.values())
+    assert [rule_set["name"] for rule_set in stats["config"]["filter"]["rules"]] == ["gopher"]
+
+
+def test_default_rules_are_todays_quality_rules(tmp_path):
+    from corpus.quality import QualityConfig, quality_drop
+
+    texts = [*list(load_gold().values())[:6], *(page["text"] for page in excerpts())]
+    texts += ["too short", "\n".join(["buy now buy now cheap pills"] * 60), "a line...\n" * 120]
+    rows = [doc(f"https://site.example/{i}", text) for i, text in enumerate(texts)]
+    work = write_docs(tmp_path, rows)
+    for flags, config in (
+        ((), QualityConfig()),
+        (("--rules", "webtext", "--min-words", "50"), QualityConfig(50)),
+    ):
+        kept, ledger, _ = filtered(work, *flags)
+        expected = {row["url"]: quality_drop(row["text"], config) for row in rows}
+        assert {row["url"] for row in kept} == {url for url, drop in expected.items() if drop is None}
+        assert ledger == {url: drop for url, drop in expected.items() if drop is not None}
+    assert {reason for reason, _ in ledger.values()} >= {"too_few_words", "repeated_lines"}

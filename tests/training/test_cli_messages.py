@@ -109,8 +109,15 @@ def test_ctrl_c_in_train_prints_one_line_and_exits_130(release, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--data", str(release), "--out", str(run), *SMALL, "--max-steps", "100000"]
     command = [sys.executable, "-m", "webtext.cli", *args, "--save-every", "1"]
+    # A shell without job control starts background jobs with SIGINT ignored, and the child would inherit
+    # that (a test run as `make test &` then hung here): give it the default, as a terminal would.
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in process.stderr:

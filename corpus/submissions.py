@@ -61,14 +61,17 @@ def int_field(record: dict, name: str) -> int | str:
     return f"{name}: expected a number, got {type(value).__name__} {str(value)[:40]!r}"
 
 
-def lone_surrogate(name: str, text: str) -> Rejection | None:
-    """A JSON escape such as \\ud800 decodes to a lone surrogate, which no UTF-8 output can hold."""
-    if text.isascii():
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        return Rejection(INVALID_UTF8, f"{name}: a lone surrogate \\u{ord(text[err.start]):04x}")
+def lone_surrogates(raw_id: str | None, fields: dict[str, str]) -> Rejection | None:
+    """The Rejection of a record whose text `fields` (name -> value) hold a lone surrogate (a JSON escape such
+    as \\ud800 decodes to one, and no UTF-8 output can hold it), naming the first such field; else None."""
+    for name, text in fields.items():
+        if text.isascii():
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            detail = f"{name}: a lone surrogate \\u{ord(text[err.start]):04x}"
+            return Rejection(INVALID_UTF8, detail, None if name == "id" else raw_id)
     return None
 
 
@@ -137,9 +140,8 @@ def parse_submission(line: bytes) -> Submission | Rejection:
     for value in values:
         if isinstance(value, str):
             return Rejection(BAD_TYPE, value, raw_id)
-    for name, text in (("id", raw_id), ("url", url), ("subreddit", subreddit)):
-        if (bad := lone_surrogate(name, text)) is not None:
-            return Rejection(bad.reason, bad.detail, None if name == "id" else raw_id)
+    if (bad := lone_surrogates(raw_id, {"id": raw_id, "url": url, "subreddit": subreddit})) is not None:
+        return bad
     score, created_utc, is_self, over_18 = values
     parent = record.get("crosspost_parent")
     parent = parent if isinstance(parent, str) and parent else None

@@ -36,7 +36,7 @@ from corpus.submissions import (
     bool_field,
     decode_record,
     int_field,
-    lone_surrogate,
+    lone_surrogates,
 )
 
 FORMATS = ("lines", "tsv", "csv", "jsonl")
@@ -172,9 +172,8 @@ def _entry(record: dict, where: str, month_utc: int | None) -> ListedURL | Rejec
     for value in (score, created, *flags):
         if isinstance(value, str):
             return Rejection(BAD_TYPE, value, raw_id)
-    for name, text in (("id", sub_id), ("url", url), ("subreddit", subreddit)):
-        if (bad := lone_surrogate(name, text)) is not None:
-            return Rejection(bad.reason, bad.detail, None if name == "id" else raw_id)
+    if (bad := lone_surrogates(raw_id, {"id": sub_id, "url": url, "subreddit": subreddit})) is not None:
+        return bad
     sub = Submission(sub_id, url.strip(), score, created or 0, subreddit, *flags)  # type: ignore[arg-type]
     return ListedURL(sub, scored, created is not None)
 

@@ -21,6 +21,15 @@ ANNOTATIONS: dict[str, pa.DataType] = {
     **SIGNAL_TYPES,
 }
 
+# What the dedup stage adds to every document it keeps (issue 17), as FineWeb-2 does, so that users can
+# re-weight by cluster: `dup_cluster_size`, how many documents (exact and near duplicates, itself included)
+# were in its cluster, 1 for a unique one; `dup_cluster_id`, the smallest id among them (its own id when
+# unique). Null before dedup (extract writes them empty) and in docs tables from before them.
+DEDUP_COLUMNS: dict[str, pa.DataType] = {
+    "dup_cluster_size": pa.int64(),
+    "dup_cluster_id": pa.string(),
+}
+
 DOCS_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -43,6 +52,7 @@ DOCS_SCHEMA = pa.schema(
         pa.field("content_sha1", pa.string(), nullable=False),
         pa.field("extractor", pa.string(), nullable=False),
         *(pa.field(name, kind) for name, kind in ANNOTATIONS.items()),
+        *(pa.field(name, kind) for name, kind in DEDUP_COLUMNS.items()),
     ]
 )
 

@@ -5,7 +5,8 @@ turns a bucket into the pairs worth checking (`bucket_pairs` does it for many bu
 hashes). A candidate pair is a near duplicate when the exact Jaccard similarity of the two documents' shingle
 sets reaches the threshold (`sorted_jaccard` on their sorted shingle hashes), and the connected components of
 those pairs are the clusters. Each cluster keeps one document, chosen by `keep_order`: the highest karma, ties
-broken by the smallest id.
+broken by the smallest id. `cluster_identity` gives a kept document's (size, id) of its whole cluster, exact
+duplicates included (the docs columns `dup_cluster_size`, `dup_cluster_id`).
 
 The dedup stage gathers the documents of each LSH-connected group (documents joined by candidate pairs) on
 one worker and resolves it with `resolve_candidates`: candidates, exact verification, components, keep rule.
@@ -76,6 +77,14 @@ def keep_order(doc: tuple[str, int]) -> tuple:
     """Sort key of the keep rule for (id, karma): the first document in this order is the one kept."""
     doc_id, karma = doc
     return (-karma, doc_id)
+
+
+def cluster_identity(parts: Iterable[tuple[int, str]]) -> tuple[int, str]:
+    """(size, id) of a cluster from its parts, each (size, smallest member id): the exact groups (a document
+    alone is the part (1, its id)) that near-duplicate pairs join. The id is the smallest member id, so it
+    does not depend on which document the keep rule keeps."""
+    sizes, ids = zip(*parts, strict=True)
+    return sum(sizes), min(ids)
 
 
 def resolve_candidates(

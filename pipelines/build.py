@@ -1,5 +1,6 @@
 """`webtext build`: links -> fetch -> extract -> dedup -> filter -> release -> ngrams, resumable.
 
+The links step reads Reddit dumps (--dumps), frozen URL lists (--urls) or both, as `webtext links` does.
 Each stage runs exactly as its own command would (same flags, same outputs under DIR). `DIR/build.json`
 records every stage's command line, state (running / complete), seconds and counts. A rerun skips a stage
 whose record says complete with the same command line and whose outputs are still there, and redoes a stage
@@ -25,7 +26,16 @@ def add_build_parser(sub) -> None:
         allow_abbrev=False,
         help="links -> fetch -> extract -> dedup -> filter -> release -> ngrams, resumable (Beam)",
     )
-    p.add_argument("--dumps", action="append", required=True, metavar="GLOB", help="Pushshift dumps")
+    p.add_argument(
+        "--dumps", action="append", default=[], metavar="GLOB", help="Pushshift or Arctic Shift dumps"
+    )
+    p.add_argument(
+        "--urls",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="frozen URL lists, as `webtext links --urls` reads them; alone or with --dumps",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="work directory: one subdirectory per stage")
     p.add_argument(
         "--from-warc", action="append", metavar="GLOB", help="fetch from existing WARC files, not the network"
@@ -84,12 +94,16 @@ def stage_flags(values: list[str]) -> dict[str, list[str]]:
 
 def build_steps(args: argparse.Namespace) -> list[tuple[Stage, list[str]]]:
     """(stage, command line) of every stage, in order."""
+    if not args.dumps and not args.urls:
+        raise InputError("build needs --dumps GLOB or --urls GLOB (or both)")
     out, extra = args.out, stage_flags(args.stage_flags)
+    links = ["links", *(x for d in args.dumps for x in ("--dumps", d))]
+    links += [x for u in args.urls for x in ("--urls", u)]
     fetch = ["fetch", "--links", out, "--out", out]
     for pattern in args.from_warc or ():
         fetch += ["--from-warc", pattern]
     steps = {
-        "links": ["links", *(x for d in args.dumps for x in ("--dumps", d)), "--out", out],
+        "links": [*links, "--out", out],
         "fetch": fetch,
         "extract": ["extract", "--fetch", out, "--out", out],
         "dedup": ["dedup", "--docs", out, "--out", out],

@@ -3,16 +3,17 @@
 
     docs (Arrow tables) -> Sketches (corpus/minhash.py, numpy, 512 documents at a time): per document a
          key of its normalized words, LSH band hashes and its sorted distinct shingle hashes
-      -> exact: GroupByKey by partition of the key -> groups of identical normalized texts, keep rule
+      -> exact: GroupByKey by partition of the key -> groups of identical normalized texts, keep rule; each
+         group's (size, smallest id) goes to its kept document's partition of the components' last round
       -> LSH: the survivors' band hashes, GroupByKey by partition of the hash -> buckets -> candidate pairs
       -> components of the candidate pairs (pipelines/dedup/components.py, Hash-to-Min): LSH-connected
          groups; the last round also joins each labelled document's payload (GroupByKey by partition of
-         the id) and routes it to its group
+         the id) and routes it, with its exact group's (size, smallest id), to its group
       -> GroupByKey by partition of the group: each group on one worker (corpus/near_duplicates.py
          resolve_candidates): candidates again, verified on EXACT Jaccard, components, keep rule; and the
          convergence check: every candidate pair must lie inside one group, else the run fails
-      -> decisions, and the documents, GroupByKey by output shard -> kept documents and clusters, sorted
-         shards; removed ids -> ledger
+      -> decisions, and the documents, GroupByKey by output shard -> kept documents (with their cluster's
+         dup_cluster_size and dup_cluster_id) and clusters, sorted shards; removed ids -> ledger
 
 Only documents with a candidate pair enter the components rounds and the groups; the others are kept as
 they are. Every message between two steps travels in one list (or table) per (batch, partition), so Beam's
@@ -22,7 +23,13 @@ local union-find), with more `rounds`. The output depends neither on it nor on t
 bundle order: every decision is made per exact group or per LSH-connected group, and every file is sorted.
 
 Keep rule, for exact groups and near-duplicate clusters alike: the document with the highest karma, ties
-broken by the smallest id.
+broken by the smallest id. A kept document's cluster is its exact group, joined by the near-duplicate
+clusters of the survivors to the other survivors' exact groups: its size counts them all, and its id is the
+smallest id among them (corpus/near_duplicates.py cluster_identity).
+
+A decision is (id, reason, kept id, size of the step's group or cluster, cluster): `cluster` is the kept
+document's (dup_cluster_size, dup_cluster_id) on *_kept decisions, None on the others; a near_kept
+decision's overrides the exact_kept one of the same document.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import pyarrow.compute as pc
 
 from corpus.docs import DOCS_SCHEMA
 from corpus.minhash import MinHashConfig, MinHasher, band_hashes
-from corpus.near_duplicates import bucket_pairs, keep_order, resolve_candidates
+from corpus.near_duplicates import bucket_pairs, cluster_identity, keep_order, resolve_candidates
 from pipelines.accounting import WriteLedger, WriteStats
 from pipelines.dedup.components import (
     EDGES,
@@ -60,6 +67,7 @@ KEPT = (EXACT_KEPT, NEAR_KEPT)
 BAND = np.dtype("<u8")  # band hashes and shingle hashes travel as their little-endian bytes
 SHINGLE = np.dtype("<u4")
 PAYLOAD, DOCS, DECISIONS, COUNTS, CHECK = "payload", "docs", "decisions", "counts", "check"
+EXACT_GROUPS = "exact_groups"  # (kept id, size, smallest id) of the exact groups of two or more
 BATCH = 512  # documents per sketch: numpy passes amortized, temporaries small (~60 bytes per character)
 
 CLUSTERS_SCHEMA = pa.schema(
@@ -139,24 +147,29 @@ class Sketches(beam.DoFn):
 
 
 def _exact(element, partitions: int, num_shards: int):
-    """One partition of (key, id, karma, bands) -> exact decisions by output shard (tagged) and the band
-    entries of the survivors, one (partition, (ids, owner index per entry, hashes)) per LSH partition."""
+    """One partition of (key, id, karma, bands) -> exact decisions by output shard (tagged), each group's
+    (kept id, size, smallest id) by partition of the kept id (tagged) and the band entries of the
+    survivors, one (partition, (ids, owner index per entry, hashes)) per LSH partition."""
     _, batches = element
     groups: dict[bytes, list] = defaultdict(list)
     for batch in batches:
         for key, doc_id, karma, band in batch:
             groups[key].append((doc_id, karma, band))
-    decisions, ids, bands = defaultdict(list), [], []
+    decisions, sizes, ids, bands = defaultdict(list), defaultdict(list), [], []
     for members in groups.values():
         kept, removed = resolve_group([(doc_id, karma) for doc_id, karma, _ in members])
+        size, smallest = len(members), min(doc_id for doc_id, _, _ in members)
         for doc_id, winner in removed:
-            decisions[stable_shard(doc_id, num_shards)].append((doc_id, EXACT, winner, len(members)))
+            decisions[stable_shard(doc_id, num_shards)].append((doc_id, EXACT, winner, size, None))
         if removed:
-            decisions[stable_shard(kept, num_shards)].append((kept, EXACT_KEPT, kept, len(members)))
+            decisions[stable_shard(kept, num_shards)].append((kept, EXACT_KEPT, kept, size, (size, smallest)))
+            sizes[stable_shard(kept, partitions)].append((kept, size, smallest))
         ids.append(kept)
         bands.append(next(band for doc_id, _, band in members if doc_id == kept))
     for shard, items in _grouped(decisions):
         yield beam.pvalue.TaggedOutput(DECISIONS, (shard, items))
+    for part, items in _grouped(sizes):
+        yield beam.pvalue.TaggedOutput(EXACT_GROUPS, (part, (EXACT_GROUPS, items)))
     if not ids:
         return
     matrix = np.frombuffer(b"".join(bands), dtype=BAND).reshape(len(ids), -1)
@@ -187,14 +200,18 @@ def _candidates(element):
 def _join_labels(element, partitions: int, merge: bool):
     """The last components round for one partition of ids: each node's group label, then (partition of the
     label, (tag, values)) for the group step: the payload of every labelled document (a document without a
-    label has no candidate pair and needs no more work), and (label of a, b) for every candidate pair (a, b)
-    with a here, which the group step checks (b must be in a's group)."""
+    label has no candidate pair and needs no more work) with its exact group's (size, smallest id), and
+    (label of a, b) for every candidate pair (a, b) with a here, which the group step checks (b must be in
+    a's group)."""
     _, batches = element
     labels, others = labels_of(batches, merge)
+    exact = {kept: (size, smallest) for kept, size, smallest in others[EXACT_GROUPS]}
     out: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for payload in others[PAYLOAD]:
-        if (group := labels.get(payload[0])) is not None:
-            out[stable_shard(group, partitions)][PAYLOAD].append((group, payload))
+        doc_id = payload[0]
+        if (group := labels.get(doc_id)) is not None:
+            part = exact.get(doc_id, (1, doc_id))
+            out[stable_shard(group, partitions)][PAYLOAD].append((group, (*payload, part)))
     for a, b in others[EDGES]:
         group = labels.get(a, a)  # a node always has a label; if not, the check below fails
         out[stable_shard(group, partitions)][CHECK].append((group, b))
@@ -208,12 +225,14 @@ def _near(element, threshold: float, num_shards: int, rounds: int):
     verified pairs (tagged). Fails the run (NotConverged) if a candidate pair joins two groups."""
     _, batches = element
     groups: dict[str, list] = defaultdict(list)
+    parts: dict[str, tuple[int, str]] = {}  # id -> its exact group's (size, smallest id)
     checks = []
     for tag, values in batches:
         if tag == CHECK:
             checks += values
             continue
-        for group, (doc_id, karma, band, shingles) in values:
+        for group, (doc_id, karma, band, shingles, part) in values:
+            parts[doc_id] = tuple(part)
             groups[group].append(
                 (doc_id, karma, np.frombuffer(band, dtype=BAND), np.frombuffer(shingles, dtype=SHINGLE))
             )
@@ -226,9 +245,10 @@ def _near(element, threshold: float, num_shards: int, rounds: int):
         verified += pairs
         for cluster in clusters:
             kept, size = cluster[0][0], len(cluster)
-            decisions[stable_shard(kept, num_shards)].append((kept, NEAR_KEPT, kept, size))
+            identity = cluster_identity(parts[doc_id] for doc_id, _ in cluster)
+            decisions[stable_shard(kept, num_shards)].append((kept, NEAR_KEPT, kept, size, identity))
             for doc_id, _ in cluster[1:]:
-                decisions[stable_shard(doc_id, num_shards)].append((doc_id, NEAR, kept, size))
+                decisions[stable_shard(doc_id, num_shards)].append((doc_id, NEAR, kept, size, None))
     yield from _grouped(decisions)
     if verified:
         yield beam.pvalue.TaggedOutput(COUNTS, Counter({"verified_pairs": verified}))
@@ -241,7 +261,7 @@ def _cluster_key(row: dict) -> str:
 def _ledger_rows(batch):
     """(shard, decisions) -> (shard, [ledger row]) for the removed documents."""
     shard, decisions = batch
-    rows = [(doc_id, STAGE, reason, kept) for doc_id, reason, kept, _ in decisions if reason not in KEPT]
+    rows = [(doc_id, STAGE, reason, kept) for doc_id, reason, kept, _, _ in decisions if reason not in KEPT]
     if rows:
         yield shard, rows
 
@@ -274,13 +294,17 @@ class WriteShards(beam.PTransform):
                 tables.append(items)
             else:
                 decisions.extend(items)
-        removed = {doc_id for doc_id, reason, _, _ in decisions if reason not in KEPT}
-        kept = _kept_sorted(tables, removed)
+        removed = {doc_id for doc_id, reason, _, _, _ in decisions if reason not in KEPT}
+        clusters = {}  # kept id -> (dup_cluster_size, dup_cluster_id): a near_kept decision's wins
+        for doc_id, reason, _, _, cluster in decisions:
+            if reason == NEAR_KEPT or (reason == EXACT_KEPT and doc_id not in clusters):
+                clusters[doc_id] = cluster
+        kept = _kept_sorted(tables, removed, clusters)
         write_table(shard_name(self.output.path("part"), shard, self.num_shards), kept)
         clusters = sorted(
             (
                 {"id": doc_id, "kept_id": kept_id, "reason": reason, "cluster_size": size}
-                for doc_id, reason, kept_id, size in decisions
+                for doc_id, reason, kept_id, size, _ in decisions
             ),
             key=_cluster_key,
         )
@@ -290,9 +314,10 @@ class WriteShards(beam.PTransform):
         return Counter({"out": kept.num_rows})
 
 
-def _kept_sorted(tables: list[pa.Table], removed: set[str]) -> pa.Table:
+def _kept_sorted(tables: list[pa.Table], removed: set[str], clusters: dict[str, tuple[int, str]]) -> pa.Table:
     """The rows of `tables` whose id is not in `removed`, sorted by id, as one DOCS_SCHEMA table of one
-    chunk per column (the same Parquet bytes as writing the rows as dicts)."""
+    chunk per column (the same Parquet bytes as writing the rows as dicts), with corpus.docs.DEDUP_COLUMNS
+    from `clusters` (id -> (size, cluster id); a document in none is alone: (1, its id))."""
     tables = [table for table in tables if table is not None and table.num_rows]
     if not tables:
         return DOCS_SCHEMA.empty_table()
@@ -300,9 +325,14 @@ def _kept_sorted(tables: list[pa.Table], removed: set[str]) -> pa.Table:
     if removed:
         table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=pa.array(sorted(removed)))))
     table = table.take(pc.sort_indices(table, [("id", "ascending")]))
+    identities = [clusters.get(doc_id, (1, doc_id)) for doc_id in table.column("id").to_pylist()]
+    sizes, cluster_ids = zip(*identities, strict=True) if identities else ((), ())
+    dedup = {"dup_cluster_size": sizes, "dup_cluster_id": cluster_ids}
     # A docs table from before the annotations (corpus.docs.ANNOTATIONS) lacks their columns: nulls.
     columns = [
-        table.column(field.name).cast(field.type).combine_chunks()
+        pa.array(dedup[field.name], field.type)
+        if field.name in dedup
+        else table.column(field.name).cast(field.type).combine_chunks()
         if field.name in table.column_names
         else pa.nulls(table.num_rows, field.type)
         for field in DOCS_SCHEMA
@@ -330,9 +360,9 @@ class Dedup(beam.PTransform):
         exact = (
             sketches.exact
             | "SameText" >> beam.GroupByKey()
-            | "Exact" >> beam.FlatMap(_exact, p, n).with_outputs(DECISIONS, main="bands")
+            | "Exact" >> beam.FlatMap(_exact, p, n).with_outputs(DECISIONS, EXACT_GROUPS, main="bands")
         )
-        near = self._near(exact.bands, sketches[PAYLOAD])
+        near = self._near(exact.bands, sketches[PAYLOAD], exact[EXACT_GROUPS])
         decisions = (exact[DECISIONS], near.decisions) | "Decisions" >> beam.Flatten()
         tagged = decisions | "TagDecisions" >> beam.MapTuple(lambda shard, items: (shard, (DECISIONS, items)))
         written = (sketches[DOCS], tagged) | "WriteShards" >> WriteShards(self.output, n)
@@ -344,9 +374,9 @@ class Dedup(beam.PTransform):
         counts = (sketches[COUNTS], written, near[COUNTS]) | "AllCounts" >> beam.Flatten()
         return (counts, dropped) | "Stats" >> WriteStats(self.output, self._config())
 
-    def _near(self, bands, payloads):
-        """Survivors' band entries and every document's payload -> near-duplicate decisions (main) and the
-        Counter of verified pairs."""
+    def _near(self, bands, payloads, exact_groups):
+        """Survivors' band entries, every document's payload and the exact groups' sizes -> near-duplicate
+        decisions (main) and the Counter of verified pairs."""
         opts = self.options
         p = opts.partitions
         candidates = bands | "Buckets" >> beam.GroupByKey() | "Candidates" >> beam.FlatMap(_candidates)
@@ -356,7 +386,7 @@ class Dedup(beam.PTransform):
         rounds = 1 if p == 1 else opts.rounds
         messages = unrolled(initial, rounds, p, merge=True, prefix="Components")
         return (
-            (messages, payloads, by_source)
+            (messages, payloads, exact_groups, by_source)
             | "FlattenLast" >> beam.Flatten()
             | "JoinLabels" >> beam.GroupByKey()
             | "ByGroup" >> beam.FlatMap(_join_labels, p, True)

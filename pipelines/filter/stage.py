@@ -76,6 +76,12 @@ class FilterStage(Stage):
                 help=f"the webtext preset's rule (default {value}; see docs/stages/filter.md)",
             )
         parser.add_argument(
+            "--scrub-pii",
+            action="store_true",
+            help="replace e-mail and public IP addresses in the kept documents' text with placeholders "
+            "(off by default: GPT-2 did not; see docs/stages/filter.md)",
+        )
+        parser.add_argument(
             "--num-shards", type=positive_int, help="docs files (default: one per 100,000 documents)"
         )
 
@@ -96,6 +102,7 @@ class FilterStage(Stage):
             decontaminate=evaluation_sets(args.decontaminate, args.decontam_n),
             languages=languages(args.languages),
             rules=tuple(resolve(args.rules, quality)),
+            scrub_pii=args.scrub_pii,
             num_shards=args.num_shards or shards_for_rows(count, 100_000),
             docs_rows=count,
         )
@@ -107,13 +114,21 @@ class FilterStage(Stage):
         from collections import Counter
 
         from pipelines.outputs import read_table
+        from pipelines.stage import read_stats
 
         kept = read_table(result.output.join("part-*.parquet"), ["language"]).to_pylist()
         mix = Counter(row["language"] for row in kept).most_common(top)
+        stats = read_stats(result.output).extra
+        pii = (
+            [f"  pii scrubbed: {stats['pii_email']} e-mail addresses, {stats['pii_ip']} IP addresses"]
+            if stats["config"]["filter"].get("scrub_pii")
+            else []
+        )
         return "\n".join(
             [
                 f"filter: {result.items_in} documents, {result.items_out} kept",
                 "  languages kept: " + (", ".join(f"{code} {n}" for code, n in mix) or "none"),
+                *pii,
                 "  dropped by reason:",
                 *by_count(result.dropped),
                 f"  outputs: {result.output.path}/: part-*.parquet, ledger/filter-*.parquet, stats.json",

@@ -5,10 +5,13 @@ text.
       optional 8-gram overlap with a Wikipedia reference (mirrors and copies), optional decontamination
       (a 13-gram shared with a named evaluation set, GPT-3's rule), optional languages, quality rules
       (--rules: presets and rules files over the signals, corpus/rules.py)
+      -> with --scrub-pii, the kept documents' e-mail and public IP addresses replaced by placeholders
+         (corpus/pii.py), counted as filter:pii_email and filter:pii_ip
       -> kept docs (sorted shards); every drop -> ledger (reason per rule)
 
 A row without the annotations (language, signals: a docs table from before them) gets them computed here,
-so the rules see them and the kept documents carry them.
+so the rules see them and the kept documents carry them. The decisions and the annotations are those of the
+text as extracted: scrubbing comes after them, on the kept documents only, and changes no word count.
 
 The reference's 8-gram hashes and the evaluation sets' 13-gram hashes travel to the workers with the DoFn
 (~8 bytes per distinct n-gram); a reference the size of all of Wikipedia needs the Bloom filter of the
@@ -26,6 +29,7 @@ import apache_beam as beam
 from corpus.docs import DOCS_SCHEMA, annotate
 from corpus.language import LanguageIdentifier
 from corpus.overlap import EvalNgrams
+from corpus.pii import scrub_pii
 from corpus.quality import QualityConfig, quality_drop
 from corpus.rules import RuleSet, drop_reason, webtext_rules
 from corpus.wikipedia import WIKIPEDIA, WikipediaReference, wikipedia_copy, wikipedia_host
@@ -36,6 +40,8 @@ STAGE = "filter"
 LEDGER = "ledger"
 DECONTAMINATED = "decontaminated"  # ledger reason: shares an n-gram with an evaluation set
 LANGUAGE = "language"  # ledger reason: its language is not one of --languages
+COUNTS = "counts"
+PII = ("pii_email", "pii_ip")  # extra figures of stats.json with --scrub-pii
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class FilterOptions:
     decontaminate: EvalNgrams | None = None  # evaluation sets whose n-grams no kept document may share
     languages: frozenset[str] | None = None  # keep only these `language` labels; None: every language
     rules: tuple[RuleSet, ...] | None = None  # None: the webtext preset with `quality`
+    scrub_pii: bool = False  # replace the kept documents' e-mail and public IP addresses (corpus/pii.py)
     num_shards: int = 1
     docs_rows: int = 0  # rows of the docs table (the log line only)
 
@@ -92,6 +99,11 @@ class FilterDocs(beam.DoFn):
         row = annotate(row, self.identifier)
         dropped = why_dropped(row, self.options)
         if dropped is None:
+            if self.options.scrub_pii:
+                text, emails, ips = scrub_pii(row["text"])
+                row = {**row, "text": text}
+                if emails or ips:
+                    yield beam.pvalue.TaggedOutput(COUNTS, Counter(pii_email=emails, pii_ip=ips))
             yield row
             return
         reason, detail = dropped
@@ -111,14 +123,18 @@ class Filter(beam.PTransform):
     def expand(self, pbegin):
         opts, n = self.options, self.options.num_shards
         docs = pbegin | "ReadDocs" >> read_parquet(opts.docs)
-        kept = docs | "Filter" >> beam.ParDo(FilterDocs(opts)).with_outputs(LEDGER, main="kept")
+        kept = docs | "Filter" >> beam.ParDo(FilterDocs(opts)).with_outputs(LEDGER, COUNTS, main="kept")
         kept.kept | "WriteDocs" >> WriteSortedShards(
             self.output.path("part"), n, DOCS_SCHEMA, lambda row: row["id"]
         )
         dropped = kept[LEDGER] | "WriteLedger" >> WriteLedger(self.output, n)
+        # With --scrub-pii, zeros first: stats.json then always has both figures.
+        zeros = Counter(dict.fromkeys(PII, 0)) if opts.scrub_pii else Counter()
         counts = (
             docs | "In" >> beam.Map(lambda _: Counter({"in": 1})),
             kept.kept | "Out" >> beam.Map(lambda _: Counter({"out": 1})),
+            kept[COUNTS],
+            pbegin | "PiiZeros" >> beam.Create([zeros]),
         ) | "AllCounts" >> beam.Flatten()
         return (counts, dropped) | "Stats" >> WriteStats(self.output, self._config())
 
@@ -132,6 +148,7 @@ class Filter(beam.PTransform):
                 **decontamination_config(opts.decontaminate),
                 "languages": sorted(opts.languages) if opts.languages is not None else None,
                 "rules": rules_config(opts.rules or (_webtext(opts.quality),)),
+                "scrub_pii": opts.scrub_pii,
             }
         }
 

@@ -45,7 +45,11 @@ from pipelines.outputs import StageOutput, find_stage_output, read_parquet, stab
 
 STAGE = "release"
 FORMAT_VERSION = 1
-META_FIELDS = ("url", "domain", "title", "karma", "submission_ids", "subreddits", "first_created_utc", "date")
+# The sample's `json`; the dedup cluster (corpus.docs.DEDUP_COLUMNS) is null when dedup did not run.
+META_FIELDS = (
+    "url", "domain", "title", "karma", "submission_ids", "subreddits", "first_created_utc", "date",
+    "dup_cluster_size", "dup_cluster_id",
+)  # fmt: skip
 TOKENIZER_PATH = ("tokenizer", "tokenizer.json")  # inside the release
 # Characters of text per tokenizer batch (~1M tokens): `encode_batch` holds ~100 bytes per token of its own
 # until the ids are copied out, so a batch of 2,048 long documents cost hundreds of MB.

@@ -100,3 +100,30 @@ def test_a_build_of_no_documents_stops_at_the_release_unless_it_is_allowed(tmp_p
     assert main([*argv, "--stage-flags", f"release={tokenizer} --allow-empty"]) == 0
     assert main(["verify", str(tmp_path / "out")]) == 0
     assert "verify: ok: 0 shards, 0 documents" in capsys.readouterr().out
+
+
+def test_a_build_from_a_url_list_extracts_the_same_documents(built, tmp_path):
+    """The links that the dumps gave, frozen as an OpenWebText-style list (one URL per line, no scores):
+    `build --urls` alone hands it to links, and the chain extracts the same documents and releases them."""
+    from pipelines.outputs import read_table
+
+    def column(out: Path, stage: str, name: str) -> list:
+        return read_table(str(committed(out, stage) / "part-*.parquet"), [name]).column(name).to_pylist()
+
+    urls = tmp_path / "RS_2017-01.deduped.txt"
+    urls.write_text("\n".join(column(built, "links", "url")) + "\n")
+    out = tmp_path / "from-list"
+    warc, flags = f"{SAMPLE.parent}/warc/*.warc.gz", "release=--val-fraction 0.2 --tokenizer train:2000"
+    argv = ["build", "--urls", str(urls), "--from-warc", warc, "--out", str(out), "--stage-flags", flags]
+    assert main(argv) == 0
+    record = json.loads((out / "build.json").read_text())
+    assert record["links"]["argv"] == ["links", "--urls", str(urls), "--out", str(out)]
+    assert column(out, "links", "url") == column(built, "links", "url")
+    assert column(out, "extract", "id") == column(built, "extract", "id") != []
+    assert main(["verify", str(out)]) == 0
+
+
+def test_a_build_needs_dumps_or_url_lists(tmp_path, capsys):
+    assert main(["build", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "build needs --dumps GLOB or --urls GLOB (or both)" in err[0]

@@ -92,3 +92,21 @@ def test_extract_writes_each_documents_language_and_signals(results):
                 assert (row["language"], row["language_score"]) == identifier.identify(row["text"])
                 assert {signal: row[signal] for signal in signals(row["text"])} == signals(row["text"])
             assert "en" in {row["language"] for row in rows}
+
+
+def test_the_dedup_cluster_columns_reach_the_release(results):
+    from corpus.shards import read_shard
+    from pipelines.outputs import read_table
+
+    def clusters(stage: str) -> dict:
+        rows = read_table(f"{results[stage].output.path}/part-*.parquet").to_pylist()
+        return {row["id"]: (row["dup_cluster_size"], row["dup_cluster_id"]) for row in rows}
+
+    dedup, kept = clusters("dedup"), clusters("filter")
+    assert set(clusters("extract").values()) == {(None, None)}
+    assert all(size >= 1 and cluster <= doc for doc, (size, cluster) in dedup.items())
+    assert max(size for size, _ in dedup.values()) > 1  # the sample has duplicates (dedup drops some)
+    assert kept and all(dedup[doc] == cluster for doc, cluster in kept.items())
+    release = Path(results["release"].output.path)
+    samples = [s for shard in sorted(release.glob("*.tar")) for s in read_shard(str(shard))]
+    assert {s.key: (s.meta["dup_cluster_size"], s.meta["dup_cluster_id"]) for s in samples} == kept

@@ -260,3 +260,34 @@ def test_default_rules_are_todays_quality_rules(tmp_path):
         assert {row["url"] for row in kept} == {url for url, drop in expected.items() if drop is None}
         assert ledger == {url: drop for url, drop in expected.items() if drop is not None}
     assert {reason for reason, _ in ledger.values()} >= {"too_few_words", "repeated_lines"}
+
+
+def test_scrub_pii_replaces_the_kept_documents_addresses_and_counts_them(tmp_path, capsys):
+    from corpus.pii import EMAIL_PLACEHOLDER, IPV4_PLACEHOLDER, scrub_pii
+    from pipelines.filter.stage import STAGE as FILTER
+
+    article = next(iter(load_gold().values()))
+    assert scrub_pii(article).text == article  # the only addresses are the ones added here
+    contact = f"{article}\nWrite to jane.doe@gmail.com or ops@news.example.org; server 93.184.216.34."
+    rows = [
+        doc("https://news.example/a", contact),
+        doc("https://news.example/b", article),
+        doc("https://tiny.example/x", "too short, mail me@x.com at 8.8.8.8"),  # dropped: not counted
+    ]
+    work = write_docs(tmp_path, rows)
+    result = FILTER.execute(FILTER.parse(["--docs", str(work), "--out", str(work), "--scrub-pii"]), [])
+    assert "pii scrubbed: 2 e-mail addresses, 1 IP addresses" in capsys.readouterr().out
+    assert (result.counters["filter:pii_email"], result.counters["filter:pii_ip"]) == (2, 1)
+    out = committed(work, "filter")
+    kept = {row["url"]: row for row in read_table(str(out / "part-*.parquet")).to_pylist()}
+    scrubbed = f"{article}\nWrite to {EMAIL_PLACEHOLDER} or {EMAIL_PLACEHOLDER}; server {IPV4_PLACEHOLDER}."
+    assert kept["https://news.example/a"]["text"] == scrubbed
+    assert kept["https://news.example/a"]["words"] == len(scrubbed.split())
+    assert kept["https://news.example/b"]["text"] == article
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["in"], stats["out"], stats["pii_email"], stats["pii_ip"]) == (3, 2, 2, 1)
+    assert stats["config"]["filter"]["scrub_pii"] is True
+
+    plain, _, off = filtered(work)  # off by default: the text as extracted, no figures
+    assert {row["url"]: row["text"] for row in plain}["https://news.example/a"] == contact
+    assert "pii_email" not in off and off["config"]["filter"]["scrub_pii"] is False

@@ -82,7 +82,6 @@ class TrainConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
-    dropout: float = 0.0
     seed: int = 1337
     eval_every: int = 200
     eval_batches: int = 20
@@ -97,7 +96,32 @@ class TrainConfig:
     shuffle_buffer: int = 1024
     skip_corrupt: bool = False
     peak_flops: float | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. n_layer
+    overrides: dict[str, Any] = field(default_factory=dict)  # GPTConfig fields over the preset, e.g. n_layer
+
+
+# The GPTConfig fields a checkpoint's weights depend on: resuming with any of them changed is refused.
+SHAPE_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias", "variant")
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The model a run trains: its preset, with the release tokenizer's `vocab_size`, then its overrides.
+    A larger vocab_size pads the embedding (e.g. 50304); a smaller one, or an impossible shape, is refused."""
+    wanted = config.overrides.get("vocab_size", vocab_size)
+    if wanted < vocab_size:
+        raise InputError(
+            f"model: vocab_size {wanted} is smaller than the release tokenizer's {vocab_size} tokens; "
+            f"leave it out or give at least {vocab_size}"
+        )
+    try:
+        return preset(config.preset, **({"vocab_size": vocab_size} | config.overrides))
+    except (ValueError, TypeError) as e:
+        raise InputError(f"model: {e}") from None
+
+
+def shape_changes(saved: GPTConfig, config: GPTConfig) -> list[str]:
+    """'field old -> new' for every SHAPE_FIELDS field in which `config` differs from `saved`."""
+    changed = [name for name in SHAPE_FIELDS if getattr(saved, name) != getattr(config, name)]
+    return [f"{name} {getattr(saved, name)} -> {getattr(config, name)}" for name in changed]
 
 
 DEFAULT_SHUFFLE_BUFFER = 1000

@@ -9,11 +9,10 @@ for bit on CPU in fp32, as one that was never interrupted.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from training.config import GPTConfig, LoaderConfig, TrainConfig, preset
+from training.config import GPTConfig, LoaderConfig, TrainConfig, model_config, shape_changes
 from training.data import build_loader
 from training.distributed import (
     Dist,
@@ -52,6 +51,7 @@ from training.metrics import MetricsLog, device_peak_flops, plot_loss_curve
 from training.model import GPT
 from training.optim import build_optimizer, lr_at, set_lr
 from training.release import Release, open_release, steps_per_epoch
+from training.run_config import CONFIG_FILE, train_toml
 
 log = logging.getLogger("webtext")
 FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -72,8 +72,9 @@ class Run:
     def __init__(self, config: TrainConfig, env: Dist) -> None:
         self.config, self.env = config, env
         self.release: Release = open_release(config.data)
-        overrides = {"vocab_size": self.release.vocab_size, "dropout": config.dropout} | config.overrides
-        self.model_config: GPTConfig = preset(config.preset, **overrides)
+        self.model_config: GPTConfig = model_config(config, self.release.vocab_size)
+        # What the run trains, every model field spelt out: written to config.toml and into each checkpoint.
+        self.effective = replace(config, overrides=asdict(self.model_config))
         self.seq_len = config.seq_len or self.model_config.block_size
         if self.seq_len > self.model_config.block_size:
             raise InputError(
@@ -161,6 +162,7 @@ class Run:
             "loaders": loaders,
             "rng": rngs,
             "model_config": asdict(self.model_config),
+            "train_config": asdict(self.effective),
             "world_size": self.env.world_size,
         }
 
@@ -175,6 +177,12 @@ class Run:
         """Continue from a checkpoint: exactly with the same world size and num_workers, else elastically
         (training/elastic.py: the rest of the epoch re-dealt to the new readers, each document once)."""
         state = load_checkpoint(directory)
+        if changed := shape_changes(GPTConfig(**state["model_config"]), self.model_config):
+            raise InputError(
+                f"{directory}: --resume refused: the model's shape changed ({', '.join(changed)}); resume "
+                f"with the checkpoint's shape (--config {Path(self.config.out) / CONFIG_FILE}) or start a "
+                "new run in another --out"
+            )
         set_model_state_dict(self.gpt, state["model"], options=StateDictOptions(full_state_dict=True))
         set_optimizer_state_dict(
             self.gpt, self.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True)
@@ -313,7 +321,7 @@ def _start(run: Run, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with fsspec.open(run.release.tokenizer_path(), "rb") as source:
         (out / "tokenizer.json").write_bytes(source.read())
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
+    (out / CONFIG_FILE).write_text(train_toml(run.effective))
     log.info(
         "training %s, %s, on %s: %d steps of %d tokens (%d per epoch), %d rank(s), "
         "grad accumulation %d; MFU against %s",

@@ -333,7 +333,7 @@ def test_finetune_from_a_run_directory_is_deterministic_and_lambda_changes_the_r
     state = {"model": gpt.state_dict(), "model_config": dataclasses.asdict(gpt.config)}
     save_checkpoint(run / "checkpoints", 2, state, keep=1)
     small_tokenizer.save(str(run / "tokenizer.json"))
-    (run / "config.json").write_text("{}")  # the trainer writes its run config there too
+    (run / "config.toml").write_text("")  # the trainer writes its run config there too
     common = ["--train", str(CLOZE_VAL), "--max-examples", "16", "--max-len", "48"]
 
     def results(name: str, *extra: str) -> dict:

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # the backend must be chosen first
 from matplotlib.ticker import MaxNLocator
 
 from corpus.chain import CHAIN, UNITS
+from corpus.signal_histograms import BINS, PRESETS, SHOWN, bin_index, is_count, quantile
 
 PLOTS = {
     "lengths": "doc_lengths.png",
@@ -24,6 +25,7 @@ PLOTS = {
     "subreddits": "top_subreddits.png",
     "karma": "karma.png",
     "drops": "drops_by_stage.png",
+    "signals": "signals.png",
 }
 TOP_N = 20
 PNG_METADATA = {"Software": None}
@@ -70,6 +72,46 @@ def _barh(items: list[tuple[str, int]], title: str, xlabel: str, path: str, log:
     _save(fig, path)
 
 
+def _signal_panels(histograms: dict[str, list[int]], path: str) -> None:
+    """One small histogram per signal of SHOWN, each preset's thresholds on it dashed, over the bins from
+    the lowest to the highest that holds a document or a threshold."""
+    cols = 4
+    rows = -(-len(SHOWN) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 2.3 * rows))
+    for ax in axes.flat[len(SHOWN) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, SHOWN, strict=False):
+        edges = BINS[name]
+        counts = histograms.get(name) or [0] * len(edges)
+        filled = [i for i, n in enumerate(counts[:-1]) if n]
+        title = name if not counts[-1] else f"{name} ({_n(counts[-1])} ≥ {edges[-1]:g})"
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if not filled:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            continue
+        thresholds = sorted({t for _, t in _preset_rules(name)})
+        shown = filled + [bin_index(edges, t) for t in thresholds]
+        lo, hi = min(shown), min(max(shown) + 1, len(edges) - 1)
+        ax.stairs(counts[lo:hi], edges[lo : hi + 1], fill=True, color="#4c72b0")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if is_count(name):  # counts span decades; the bins are ~12% wide above 10
+            ax.set_xscale("symlog", linthresh=10)
+        for threshold in thresholds:
+            ax.axvline(threshold, color="#c44e52", linestyle="--", linewidth=0.8)
+    _save(fig, path)
+
+
+def _preset_rules(signal: str) -> dict[tuple[str, float], list[str]]:
+    """(op, threshold) -> the presets with that rule on `signal`, in preset and rule order."""
+    found: dict[tuple[str, float], list[str]] = {}
+    for preset, rule_set in PRESETS.items():
+        for rule in rule_set.rules:
+            if rule.signal == signal and preset not in found.setdefault((rule.op, rule.threshold), []):
+                found[rule.op, rule.threshold].append(preset)
+    return found
+
+
 def _chain_order(stage: str) -> tuple[int, str]:
     return (CHAIN.index(stage) if stage in CHAIN else len(CHAIN), stage)
 
@@ -85,7 +127,7 @@ def drops(stats: dict[str, dict]) -> list[tuple[str, int]]:
 
 
 def write_plots(directory: str, stats: dict[str, dict], docs_summary: dict) -> list[str]:
-    """Write the five PNG plots into ``directory``; return their file names."""
+    """Write the PNG plots of PLOTS into ``directory``; return their file names."""
     j = lambda name: os.path.join(directory, PLOTS[name])  # noqa: E731
     _hist(list(docs_summary.get("lengths", [])), "Document length", "tokens per document", j("lengths"))
     domains = _top(dict(docs_summary.get("domains", {})))
@@ -95,6 +137,7 @@ def write_plots(directory: str, stats: dict[str, dict], docs_summary: dict) -> l
     _hist(list(docs_summary.get("karma", [])), "Reddit karma per document", "karma", j("karma"), log=True)
     # A log axis: one large reason (hundreds of links not in the archive) would hide every small one.
     _barh(drops(stats), "Drops by stage and reason", "dropped (log scale)", j("drops"), log=True)
+    _signal_panels((docs_summary.get("signals") or {}).get("histograms") or {}, j("signals"))
     return [PLOTS[k] for k in PLOTS]
 
 
@@ -124,6 +167,81 @@ def _split_rows(manifest: dict) -> list[tuple[str, int, int, int, int]]:
     return rows
 
 
+def _share(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}%" if total else "n/a"
+
+
+def _languages(signals: dict) -> str:
+    """The language mix: the ten largest, then the rest as one."""
+    counts = dict(signals.get("languages") or {})
+    total = sum(counts.values())
+    top = _top(counts, 10)
+    parts = [f"{code} {_n(n)} ({_share(n, total)})" for code, n in top]
+    rest = total - sum(n for _, n in top)
+    if rest:
+        parts.append(f"{len(counts) - len(top)} others {_n(rest)} ({_share(rest, total)})")
+    return ", ".join(parts) or "n/a"
+
+
+def _quantile_cell(signal: str, counts: list[int], q: float) -> str:
+    value = quantile(counts, BINS[signal], q)
+    if value is None:
+        return f"≥ {BINS[signal][-1]:g}" if sum(counts) else "n/a"
+    return _n(int(value)) if is_count(signal) else f"{value:g}"
+
+
+def _applied_rules(stats: dict[str, dict]) -> str:
+    """The rule sets the filter stage applied, as its stats.json config records them."""
+    filter_config = ((stats.get("filter") or {}).get("config") or {}).get("filter") or {}
+    names = [r.get("name", "?") for r in filter_config.get("rules") or []]
+    return f"`--rules {','.join(names)}`" if names else "not recorded in its stats"
+
+
+def _signals_section(signals: dict, stats: dict[str, dict]) -> list[str]:
+    histograms = signals.get("histograms") or {}
+    annotated = int(signals.get("documents", 0)) - int(signals.get("unannotated", 0))
+    L = ["## Quality signals", ""]
+    L += [
+        "Every document carries the quality signals of `corpus/signals.py`, computed in the extract stage",
+        "and named after the paper rules that threshold them. Their distribution over the released",
+        f"documents (plot: `{PLOTS['signals']}`, each preset's thresholds dashed); a quantile is the lower",
+        "edge of the histogram bin that holds it: fractions to 0.01, mean word length to 0.1, counts",
+        "exactly up to 10 and to about 12% above.",
+        "",
+    ]
+    if signals.get("unannotated"):
+        L += [
+            f"{_n(int(signals['unannotated']))} of {_n(int(signals['documents']))} documents carry no signals"
+            " (a docs table from before them) and are left out of this section.",
+            "",
+        ]
+    rows = []
+    for name in SHOWN:
+        counts = histograms.get(name) or []
+        rules = "; ".join(f"{', '.join(p)} {op} {t:g}" for (op, t), p in _preset_rules(name).items())
+        rows.append((f"`{name}`", *(_quantile_cell(name, counts, q) for q in (0.1, 0.5, 0.9)), rules or "-"))
+    L += _table(["signal", "p10", "p50", "p90", "preset rules (drop when)"], rows) + [""]
+    L += ["### Documents each preset would drop", ""]
+    L += [
+        f"All {_n(annotated)} documents counted here are in the release: the filter stage already applied",
+        f"its rules ({_applied_rules(stats)}), so each row is what that",
+        "preset, with the thresholds of `corpus/rules.py`, would drop on top of them. A document is counted",
+        "under the first of the preset's rules that drops it (`corpus.rules.would_drop`). The numbers are",
+        "there to choose thresholds with (a rules file: docs/stages/filter.md).",
+        "",
+    ]
+    rows = []
+    would_drop = signals.get("would_drop") or {}
+    for preset in (p for p in PRESETS if p in would_drop):
+        drops = would_drop[preset]
+        dropped = int(drops.get("dropped", 0))
+        top = _top({f"{preset}:{rule}": int(n) for rule, n in (drops.get("by_rule") or {}).items()}, 3)
+        rules = ", ".join(f"`{rule}` {_n(n)}" for rule, n in top) or "-"
+        rows.append((preset, dropped, _share(dropped, annotated), rules))
+    L += _table(["preset", "would drop", "share", "top rules"], rows) + [""]
+    return L
+
+
 def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict) -> str:
     """The datasheet markdown text (deterministic for the same inputs)."""
     tok = manifest.get("tokenizer") or {}
@@ -135,6 +253,7 @@ def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict)
     top_subs = _top(dict(docs_summary.get("subreddits", {})), 10)
     lengths = sorted(docs_summary.get("lengths", []))
     karma = sorted(docs_summary.get("karma", []))
+    signals = docs_summary.get("signals") or {}
 
     def median(v: list) -> object:
         return v[len(v) // 2] if v else "n/a"
@@ -175,6 +294,7 @@ def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict)
         f"- **Top subreddits** (plot: `{PLOTS['subreddits']}`): "
         + (", ".join(f"{s} ({_n(n)})" for s, n in top_subs) or "n/a")
         + ".",
+        f"- **Languages** (the `language` annotation, `corpus/language.py`): {_languages(signals)}.",
         "- **Sensitive content.** Web text as found: it may contain offensive material, personal information",
         "  published on the web, and the biases of Reddit's user base. Wikipedia pages were removed (as in",
         "  GPT-2) to limit overlap with common evaluation sets.",
@@ -210,6 +330,7 @@ def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict)
         "```",
         "",
     ]
+    L += _signals_section(signals, stats)
     L += ["## Uses", ""]
     L += [
         "- **Intended.** Pretraining and research on language models; reproducing GPT-2's data pipeline.",

@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from corpus import signal_histograms
 from corpus.chain import CHAIN
 from corpus.datasheet import write_datasheet
 from corpus.shards import Sample, shard_name, write_shard
@@ -250,8 +251,8 @@ def tokenizer_info(opts: ReleaseOptions) -> dict:
     }
 
 
-def _datasheet(manifest: dict, directory: str, summary: dict) -> list[str]:
-    return write_datasheet(directory, manifest, manifest["stages"], summary)
+def _datasheet(manifest: dict, directory: str, summary: dict, signals: dict) -> list[str]:
+    return write_datasheet(directory, manifest, manifest["stages"], summary | {"signals": signals})
 
 
 def _facts(docs: list[tuple], itemsize: int) -> list[tuple]:
@@ -330,7 +331,7 @@ class Release(beam.PTransform):
         threads = tokenizer_threads(pbegin.pipeline.options)
         samples = docs | "Tokenize" >> beam.ParDo(Tokenize(self.output.path(*TOKENIZER_PATH), threads))
         infos = self._write_shards(samples)
-        self._write_manifest(infos, samples)
+        self._write_manifest(infos, samples, docs)
         return self._write_stats(pbegin, docs, samples)
 
     def _write_shards(self, samples):
@@ -358,8 +359,9 @@ class Release(beam.PTransform):
             WriteShards(self.output, self.dtype), beam.pvalue.AsSingleton(numbers)
         )
 
-    def _write_manifest(self, infos, samples) -> None:
-        """Every shard's info -> manifest.json, then datasheet.md from it and the documents' facts."""
+    def _write_manifest(self, infos, samples, docs) -> None:
+        """Every shard's info -> manifest.json, then datasheet.md from it, the documents' facts and the
+        summary of their annotations (corpus/signal_histograms.py: one per batch, added up)."""
         opts = self.options
         summary = (
             samples
@@ -367,13 +369,23 @@ class Release(beam.PTransform):
             | "AllFacts" >> beam.combiners.ToList()
             | "Summarize" >> beam.Map(_summary_of)
         )
+        signals = (
+            docs
+            | "Signals" >> beam.Map(signal_histograms.summarize)
+            | "AllSignals" >> beam.CombineGlobally(signal_histograms.merge)
+        )
         manifest = (
             infos
             | "AllShards" >> beam.combiners.ToList()
             | "Manifest"
             >> beam.ParDo(WriteManifest(release_config(opts), self.info, opts.stages, self.output))
         )
-        _ = manifest | "Datasheet" >> beam.Map(_datasheet, self.output.root, beam.pvalue.AsSingleton(summary))
+        _ = manifest | "Datasheet" >> beam.Map(
+            _datasheet,
+            self.output.root,
+            beam.pvalue.AsSingleton(summary),
+            beam.pvalue.AsSingleton(signals),
+        )
 
     def _write_stats(self, pbegin, docs, samples):
         """stats.json: documents in and out and the tokens released (the counters release:in, :out, :tokens),

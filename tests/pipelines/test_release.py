@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import webdataset as wds
 
+from corpus.docs import annotations
+from corpus.language import LanguageIdentifier
+from corpus.rules import drop_reason
 from corpus.shard_index import index_name
+from corpus.signal_histograms import PRESETS
 from corpus.tokenizer import gpt2_tokenizer
 from pipelines.outputs import stable_shard
 from pipelines.release.transform import shard_numbers, split_of
@@ -31,10 +35,12 @@ def digests(directory: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     texts = load_gold()
+    identifier = LanguageIdentifier()
     rows = [
-        doc(f"https://example.org/{name}", text, karma=i)
+        doc(f"https://example.org/{name}", text, karma=i) | annotations(text, identifier)
         for i, (name, text) in enumerate(sorted(texts.items()))
     ]
+    rows[-1] = doc(rows[-1]["url"], rows[-1]["text"], karma=rows[-1]["karma"])  # one from before annotations
     work = write_docs(tmp_path_factory.mktemp("release"), rows)
     args = ["--tokenizer", f"gpt2:{GPT2}", "--val-fraction", "0.3", "--shard-docs", "1"]
     for out, extra in ((work / "one", []), (work / "two", MULTI)):
@@ -47,6 +53,24 @@ def released(tmp_path_factory):
 def test_same_bytes_on_one_and_two_workers(released):
     work = released["work"]
     assert digests(committed(work / "one", "release")) == digests(committed(work / "two", "release"))
+
+
+def test_the_datasheet_shows_the_signals_and_what_each_preset_would_drop(released):
+    work, rows = released["work"], released["rows"]
+    text = (released["release"] / "datasheet.md").read_text(encoding="utf-8")
+    annotated = [row for row in rows if row.get("word_count") is not None]
+    assert len(annotated) == len(rows) - 1
+    assert "## Quality signals" in text and "| `gopher_dup_line_frac` |" in text
+    assert f"1 of {len(rows)} documents carry no signals" in text
+    assert f"All {len(annotated)} documents counted here are in the release" in text
+    for preset in PRESETS:
+        dropped = sum(drop_reason(row, PRESETS[preset]) is not None for row in annotated)
+        assert f"| {preset} | {dropped} | {100 * dropped / len(annotated):.1f}% |" in text, preset
+    assert f"en {sum(row.get('language') == 'en' for row in rows)} (" in text
+    two = committed(work / "two", "release")
+    for name in ("datasheet.md", "signals.png"):  # the summaries of two workers' batches add up the same
+        assert (two / name).read_bytes() == (released["release"] / name).read_bytes(), name
+    assert (released["release"] / "signals.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_shards_read_back_with_webdataset_and_match_the_manifest(released):

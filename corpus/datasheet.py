@@ -190,6 +190,21 @@ def _quantile_cell(signal: str, counts: list[int], q: float) -> str:
     return _n(int(value)) if is_count(signal) else f"{value:g}"
 
 
+def _pii_line(stats: dict[str, dict]) -> str:
+    """Whether the filter replaced e-mail and IP addresses (`--scrub-pii`), and how many."""
+    filter_stats = stats.get("filter") or {}
+    if not ((filter_stats.get("config") or {}).get("filter") or {}).get("scrub_pii"):
+        return (
+            "- **Personal information.** E-mail and IP addresses were left in the text, as in GPT-2's "
+            "WebText (`webtext filter --scrub-pii` replaces them)."
+        )
+    emails, ips = (_n(int(filter_stats.get(k, 0))) for k in ("pii_email", "pii_ip"))
+    return (
+        f"- **Personal information.** {emails} e-mail and {ips} public IP addresses were replaced by "
+        "placeholders (`email@example.com`, `0.0.0.0`, `::`; `webtext filter --scrub-pii`)."
+    )
+
+
 def _applied_rules(stats: dict[str, dict]) -> str:
     """The rule sets the filter stage applied, as its stats.json config records them."""
     filter_config = ((stats.get("filter") or {}).get("config") or {}).get("filter") or {}
@@ -322,6 +337,7 @@ def render_datasheet(manifest: dict, stats: dict[str, dict], docs_summary: dict)
             (stage, s.get("in", "n/a"), s.get("out", "n/a"), sum(map(int, dropped.values())), reasons)
         )
     L += _table(["stage", "in", "out", "dropped", "by reason"], stage_rows) + [""]
+    L += [_pii_line(stats), ""]
     L += [
         "Configuration of every stage:",
         "",

@@ -226,3 +226,14 @@ def test_a_value_above_the_top_edge_is_counted_and_shown_as_above_it(tmp_path) -
     assert "| `gopher_hash_word_ratio` | ≥ 2 | ≥ 2 | ≥ 2 |" in text
     assert "| `word_count` | ≥ 1e+07 |" in text
     assert "| `gopher_alpha_word_frac` | 1 | 1 | 1 |" in text
+
+
+def test_datasheet_says_whether_personal_information_was_scrubbed(tmp_path) -> None:
+    manifest, stats, summary = _inputs()
+    write_datasheet(str(tmp_path / "off"), manifest, stats, summary)
+    off = (tmp_path / "off" / "datasheet.md").read_text(encoding="utf-8")
+    assert "addresses were left in the text" in off
+    stats["filter"] |= {"pii_email": 1234, "pii_ip": 7, "config": {"filter": {"scrub_pii": True}}}
+    write_datasheet(str(tmp_path / "on"), manifest, stats, summary)
+    on = (tmp_path / "on" / "datasheet.md").read_text(encoding="utf-8")
+    assert "1,234 e-mail and 7 public IP addresses were replaced" in on

@@ -34,8 +34,12 @@ Elastic resume (another world size or num_workers): training/elastic.py re-deals
 of its epoch to the new readers; a block is read by whoever holds it, with the same permutation key.
 
 Tracing. With WEBTEXT_TRACE_DOCUMENTS=DIR every batch a ReleaseLoader hands over is recorded as lines
-"epoch<TAB>key<TAB>start<TAB>end" (token offsets in the document followed by its EOT) appended to
-DIR/{split}-{rank}-of-{world_size}.tsv; the elastic test proves exactly-once coverage with it.
+"batch<TAB>epoch<TAB>key<TAB>start<TAB>end" (token offsets in the document followed by its EOT) appended to
+DIR/{split}-{rank}-of-{world_size}.tsv. `batch` counts the batches this loader handed over before that one
+(0, 1, ...; a trainer process makes one train loader, so after resuming from step s batch b is consumed by
+step s + b // grad_accum + 1): a run killed between checkpoints handed over batches that the resumed run hands
+over again, and the index tells which lines to keep. The elastic and k-times-resume tests prove exactly-once
+coverage with it.
 
 Reading. A shard is read whole, its size and sha256 checked against the manifest, and its token ids taken
 through its byte-offset index (corpus/shard_index.py, checked the same way and against the tar's headers),
@@ -390,6 +394,7 @@ class ReleaseLoader(StatefulDataLoader):
         self.pin = c.pin_memory and torch.cuda.is_available()  # as DataLoader: no-op without a GPU
         self._taken: dict[int, dict[str, Any]] = {}  # worker -> its state after its last batch handed over
         self._last_worker: int | None = None  # the worker of the last batch handed over
+        self._traced = 0  # batches traced so far: the next trace line's batch index
 
     def state_dict(self) -> dict[str, Any]:
         """StatefulDataLoader's state, with each worker's reader state after the last batch handed over (the
@@ -464,7 +469,8 @@ class ReleaseLoader(StatefulDataLoader):
         path = Path(d.trace) / f"{c.split}-{c.rank}-of-{c.world_size}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as handle:
-            handle.writelines(f"{epoch}\t{key}\t{start}\t{end}\n" for epoch, key, start, end in spans)
+            handle.writelines(f"{self._traced}\t{e}\t{key}\t{start}\t{end}\n" for e, key, start, end in spans)
+        self._traced += 1
 
 
 def reader_states(loader_state: dict) -> list[dict[str, Any]]:

@@ -22,11 +22,13 @@ once. The same old states always give the same new ones, on every rank.
 
 Guarantee and granularity. Across any number of resizes every document of an epoch is packed exactly once:
 no duplicate, no skip (tests/training/test_elastic.py checks it over document keys and token ranges with
-real torchrun processes, 2 -> 1 -> 2). Blocks are dealt whole; the block an old reader was in goes to one new
-reader, which continues it from the saved document and token, so a document is split at most where a
-checkpoint cut it, at a batch boundary, as in any resume. The batches are not those of an uninterrupted run
-(nor bitwise-identical losses). It needs intact shards: after --skip-corrupt skipped a shard the manifest's
-counts no longer give the block boundaries, and the resume is refused.
+real torchrun processes, 2 -> 1 -> 2; tests/training/test_resume_k_times.py after three SIGKILLs, 1 -> 2 ->
+1 -> 2 ranks under DDP and FSDP2, and 0 -> 2 -> 0 -> 2 loader workers). Blocks are dealt whole; the block an
+old reader was in goes to one new reader, which continues it from the saved document and token, so a
+document is split at most where a checkpoint cut it, at a batch boundary, as in any resume. The batches
+are not those of an uninterrupted run (nor bitwise-identical losses). It needs intact shards: after
+--skip-corrupt skipped a shard the manifest's counts no longer give the block boundaries, and the resume is
+refused.
 """
 
 from __future__ import annotations

@@ -14,58 +14,20 @@ import sys
 from itertools import count, islice
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from corpus.errors import InputError
-from corpus.shards import read_shard
 from tests.training.release_fixture import write_release
+from tests.training.traces import assert_read_once, documents, losses, read_trace
 from training.checkpoint import load_checkpoint
 from training.config import LoaderConfig
 from training.data import RANGE_KEYS, TRACE_ENV, build_loader, reader_states
 from training.elastic import deal_reader_states, load_run_state, run_reader_states
-from training.metrics import read_metrics
 from training.release import open_release
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_LEN, MICRO_BATCH, SHUFFLE = 16, 2, 3
-
-
-def documents(release_dir: Path) -> dict[str, np.ndarray]:
-    """Every train document's tokens followed by its EOT (399 in the fixture), by key."""
-    return {
-        s.key: np.append(s.tokens, 399)
-        for shard in sorted(release_dir.glob("train-*.tar"))
-        for s in read_shard(str(shard))
-    }
-
-
-def read_trace(directory: Path) -> dict[tuple[int, str], list[tuple[int, int]]]:
-    """(epoch, document key) -> the sorted (start, end) token ranges the train loaders handed over."""
-    spans: dict[tuple[int, str], list[tuple[int, int]]] = {}
-    for path in directory.glob("train-*.tsv"):
-        for line in path.read_text().splitlines():
-            epoch, key, start, end = line.split("\t")
-            spans.setdefault((int(epoch), key), []).append((int(start), int(end)))
-    return {k: sorted(v) for k, v in spans.items()}
-
-
-def assert_read_once(spans: dict, release_dir: Path, epoch: int, complete: bool = True) -> None:
-    """Every piece of a document of `epoch` was handed over once: no overlap; with `complete`, no gap and
-    every document of the split."""
-    docs = documents(release_dir)
-    seen = {key: ranges for (e, key), ranges in spans.items() if e == epoch}
-    for key, ranges in seen.items():
-        bounds = [b for pair in ranges for b in pair]
-        assert all(a <= b for a, b in zip(bounds[1:-1:2], bounds[2::2], strict=True)), (
-            f"{key}: twice {ranges}"
-        )
-        if complete:
-            assert bounds[1:-1:2] == bounds[2::2], f"{key}: gap in {ranges}"
-            assert bounds[0] == 0 and bounds[-1] == len(docs[key]), f"{key}: not read whole {ranges}"
-    if complete:
-        assert sorted(seen) == sorted(docs)
 
 
 def loaders_for(release, world_size: int, num_workers: int, saved: list[dict] | None) -> list:
@@ -89,10 +51,12 @@ def test_the_trace_names_exactly_the_tokens_handed_over(tmp_path, monkeypatch):
     monkeypatch.setenv(TRACE_ENV, str(tmp_path / "trace"))
     loader = loaders_for(open_release(str(release_dir)), 2, 2, None)[1]
     batches = list(islice(loader, 30))
-    got = torch.cat([torch.cat([x, y[:, -1:]], dim=1).flatten() for x, y in batches]).tolist()
     docs = documents(release_dir)
     lines = [line.split("\t") for line in (tmp_path / "trace" / "train-1-of-2.tsv").read_text().splitlines()]
-    assert [t for _, key, a, b in lines for t in docs[key][int(a) : int(b)].tolist()] == got
+    for index, (x, y) in enumerate(batches):  # each line names its batch by its index
+        got = torch.cat([x, y[:, -1:]], dim=1).flatten().tolist()
+        assert [t for i, _, key, a, b in lines if int(i) == index for t in docs[key][int(a) : int(b)]] == got
+    assert {int(i) for i, *_ in lines} == set(range(30))
 
 
 DRIFT, LAST_BLOCK = "readers in different epochs", "in the last block of epoch 0"
@@ -200,10 +164,6 @@ TRAIN = [
     "--warmup-steps", "2", "--dropout", "0.1", "--sample-tokens", "0", "--save-every", "4", "--keep", "10",
     "--resume",
 ]  # fmt: skip
-
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
 
 
 def train(release: Path, out: Path, ranks: int, steps: int, env: dict) -> str:

@@ -68,6 +68,12 @@ def wrap_model(model: torch.nn.Module, env: Dist, fsdp: bool) -> torch.nn.Module
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
+        if not dist.is_initialized() and "RANK" not in os.environ:
+            raise InputError(
+                "--fsdp shards the model over torchrun's processes: "
+                "torchrun --nproc_per_node=N --no-python webtext train ... --fsdp"
+            )
+
         for block in model.transformer.h:
             fully_shard(block)
         fully_shard(model)

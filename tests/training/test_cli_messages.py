@@ -154,3 +154,11 @@ def test_ctrl_c_in_eval_and_finetune_prints_one_line_and_exits_130(argv, patched
     assert main(argv) == EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert err == f"webtext {argv[0]}: interrupted; no results were written; the same command starts over\n"
+
+
+def test_fsdp_without_torchrun_is_one_line(release, tmp_path, monkeypatch, capsys):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["train", "--data", str(release), "--out", str(tmp_path / "run"), *SMALL, "--fsdp"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "torchrun --nproc_per_node=N" in err[0], err

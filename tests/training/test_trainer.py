@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.training.release_fixture import write_release
+from tests.training.traces import latest_step, losses
 from training.checkpoint import MARKER, complete_checkpoints, load_checkpoint
 from training.metrics import read_metrics
 
@@ -47,10 +48,6 @@ def torchrun(*args: str, env: dict | None = None, check: bool = True) -> subproc
     if check and done.returncode:
         raise AssertionError(f"torchrun {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
-
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
 
 
 def train_args(release: Path, out: Path, steps: int, save_every: int, *extra: str) -> list[str]:
@@ -113,11 +110,6 @@ def test_a_sigkill_between_checkpoints_resumes_bitwise_identical(release, tmp_pa
     assert latest_step(killed) < 14, "the run finished before it could be killed"
     webtext(*train_args(release, killed, 14, 5, *extra), "--resume")
     assert losses(killed) == losses(straight)
-
-
-def latest_step(run: Path) -> int:
-    found = complete_checkpoints(run / "checkpoints")
-    return int(found[-1].name.split("-")[1]) if found else 0
 
 
 def test_export_loads_in_transformers_with_the_same_logits(release, tmp_path):

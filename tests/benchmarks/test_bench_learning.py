@@ -21,9 +21,10 @@ Model: `mini` widened to 256 (4 layers, 4 heads, 256 wide, context 256, GPT-2's 
 Writes to BENCH_LEARNING_OUT (default <repo>/build/bench/learning): learning-curve.jsonl (one line per
 evaluation: step, tokens, seconds, train loss, val loss), learning-curve.png, zero-shot.md (the `webtext
 eval` tables), summary.json. docs/figures/learning-curve.{png,jsonl} are copies of a default-budget run.
-Settings: BENCH_LEARNING_SECONDS (600: the training budget), BENCH_LEARNING_EVAL_EXAMPLES (500),
-BENCH_LEARNING_EVAL_LINES (500), BENCH_RESULTS (append every figure as JSON lines). Asserted: the model
-learned (final val loss at least 2 nats below the untrained model's, and below the unigram baseline).
+Settings: BENCH_LEARNING_SECONDS (600: the training budget), BENCH_LEARNING_LR (1e-3),
+BENCH_LEARNING_EVAL_EXAMPLES (500), BENCH_LEARNING_EVAL_LINES (500), BENCH_RESULTS (append every figure
+as JSON lines). Asserted: the model learned (final val loss at least 2 nats below the untrained model's,
+and below the unigram baseline).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ EVAL_EXAMPLES = int(os.environ.get("BENCH_LEARNING_EVAL_EXAMPLES", "500"))
 EVAL_LINES = int(os.environ.get("BENCH_LEARNING_EVAL_LINES", "500"))
 
 SHAPE = {"n_embd": 256, "block_size": 256}  # on top of the `mini` preset: 4 layers, 4 heads
-MICRO, SEQ_LEN, LR = 8, 256, 1e-3
+MICRO, SEQ_LEN = 8, 256
+LR = float(os.environ.get("BENCH_LEARNING_LR", "1e-3"))
 EVAL_POINTS, EVAL_BATCHES = 10, 8  # 10 val losses over the run, each on the same 16k val tokens
 WARMUP_STEPS = 6
 VAL_FRACTION = 0.05

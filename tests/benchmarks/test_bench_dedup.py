@@ -43,6 +43,7 @@ from datasketch import MinHash, MinHashLSH
 from corpus.minhash import MinHashConfig, MinHasher
 from corpus.near_duplicates import reference_pairs
 from corpus.ngrams import ngrams, words
+from tests.benchmarks import results
 from tests.fixtures.near_duplicates import RECIPES, load_gold, plant, shingle_sets, similar_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,11 +68,7 @@ pytestmark = pytest.mark.skipif(not GOLD.is_file(), reason=f"shared data not fou
 
 
 def report(name: str, value) -> None:
-    """Print `name: value` and append it to $BENCH_RESULTS as a JSON line when set."""
-    print(f"{name}: {value}")
-    if path := os.environ.get("BENCH_RESULTS"):
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"bench": "dedup", "name": name, "value": value}) + "\n")
+    results.report("dedup", name, value)
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.benchmarks import results
 from tests.pipelines.test_dedup_filter import doc, write_docs
 from training.detokenize import detokenize
 from training.distributed import init_distributed
@@ -79,10 +80,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def report(name: str, value: float | str) -> None:
-    print(f"{name}: {value}")
-    if path := os.environ.get("BENCH_RESULTS"):
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"bench": "learning", "name": name, "value": value}) + "\n")
+    results.report("learning", name, value)
 
 
 def training_documents() -> list[tuple[str, str]]:

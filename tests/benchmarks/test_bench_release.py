@@ -26,6 +26,7 @@ import pytest
 from corpus.tokenizer import gpt2_tokenizer
 from pipelines.release.stage import STAGE
 from pipelines.release.transform import ReleaseOptions
+from tests.benchmarks import results
 from tests.conftest import committed
 from tests.pipelines.test_dedup_filter import doc, write_docs
 
@@ -52,10 +53,7 @@ def timed(fn) -> tuple[float, float]:
 
 
 def report(name: str, value: float | str) -> None:
-    print(f"{name}: {value}")
-    if path := os.environ.get("BENCH_RESULTS"):
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"bench": "release", "name": name, "value": value}) + "\n")
+    results.report("release", name, value)
 
 
 def test_release_tokens_per_second_against_bare_batch_encode(tmp_path):

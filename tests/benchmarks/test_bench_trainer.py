@@ -16,7 +16,6 @@ BENCH_TRAIN_STEPS, BENCH_GPU_STEPS, BENCH_GPU_MICRO_BATCH.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.benchmarks.results import record
 from tests.training.release_fixture import write_synthetic_release
 from training.config import LoaderConfig
 from training.data import build_loader
@@ -60,10 +60,7 @@ def reference_loop(config, batches: list, lr: float, steps: int) -> list[float]:
 
 
 def report(name: str, value: float | str) -> None:
-    """Append a figure to $BENCH_RESULTS as a JSON line when set (printing is the caller's)."""
-    if path := os.environ.get("BENCH_RESULTS"):
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"bench": "trainer", "name": name, "value": value}) + "\n")
+    record("trainer", name, value)  # printing is the caller's
 
 
 # (label, preset, model overrides, seq_len, target ratio): the preset's own shape at context 128, and a

@@ -36,6 +36,7 @@ import pytest
 
 from corpus.bloom import BloomFilter, PartitionedBloom, plan, plan_partitions, split_sorted
 from corpus.ngrams import NgramHasher, rolling_hashes, stable_hash64, words
+from tests.benchmarks.results import record
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -51,9 +52,7 @@ def figure(name: str, value: float, unit: str = "8-grams/s") -> float:
     """Print one figure as `name: value` and append it to $BENCH_RESULTS as a JSON line."""
     shown = f"{value / 1e6:.2f}M {unit}" if unit == "8-grams/s" else f"{value:.2f} {unit}".rstrip()
     print(f"{name}: {shown}")
-    if path := os.environ.get("BENCH_RESULTS"):
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"bench": "bloom", "name": name, "value": value, "unit": unit}) + "\n")
+    record("bloom", name, value, unit=unit)
     return value
 
 

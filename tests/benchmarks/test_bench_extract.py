@@ -15,7 +15,6 @@ the figures as JSON.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import statistics
@@ -33,6 +32,7 @@ from corpus.warc import WarcFileWriter
 from pipelines.extract.stage import STAGE
 from pipelines.extract.transform import ExtractOptions
 from pipelines.outputs import write_table
+from tests.benchmarks.results import record
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "html_extraction"
@@ -140,9 +140,7 @@ def test_metadata_cost():
     print(f"\nextract, CPU ms per page (warm, best of {repeats}), {len(pages)} pages from {source}")
     for name, ms in figures.items():
         print(f"  {name}: {ms:.2f}")
-    if os.environ.get("BENCH_RESULTS"):
-        with open(os.environ["BENCH_RESULTS"], "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"benchmark": "extract_metadata_cost_ms_per_page", **figures}) + "\n")
+        record("extract", f"metadata cost ms per page, {name}", ms)
     assert figures["metadata(): the docs table's four fields"] > 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import logging
 import os
 import time
@@ -28,6 +27,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from corpus.extract import ExtractConfig, extract_bytes
 from corpus.language import LanguageIdentifier
+from tests.benchmarks.results import record
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -150,7 +150,6 @@ def test_language_accuracy_and_speed_beside_extraction():
     print(f"  errors: {len(errors)}")
     for error in errors:
         print(f"    {error}")
-    if os.environ.get("BENCH_RESULTS"):
-        with open(os.environ["BENCH_RESULTS"], "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"benchmark": "language", **figures}) + "\n")
+    for name, value in figures.items():
+        record("language", name, value)
     assert right / len(unique) >= 0.97  # issue 17 measured 272 of 272 (these pages and 55 English texts)

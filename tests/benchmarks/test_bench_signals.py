@@ -19,7 +19,6 @@ figures as JSON.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from corpus.docs import annotations
 from corpus.extract import ExtractConfig, extract_bytes
 from corpus.language import LanguageIdentifier
 from corpus.signals import signals
+from tests.benchmarks.results import record
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("WEBTEXT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "html_extraction"
@@ -78,8 +78,6 @@ def test_annotations_cost_beside_extraction():
     print(f"\nannotations beside extraction (CPU time): {len(pages)} pages from {root}")
     for name, value in figures.items():
         print(f"  {name}: {value}")
-    if os.environ.get("BENCH_RESULTS"):
-        with open(os.environ["BENCH_RESULTS"], "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"benchmark": "signals", **figures}) + "\n")
+        record("signals", name, value)
     assert len(texts) == len(pages) and sum(map(len, texts)) > 0
     assert added <= TARGET, f"annotations add {100 * added:.1f}% to extraction (target {100 * TARGET:.0f}%)"

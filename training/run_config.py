@@ -101,7 +101,7 @@ def _checked(value: Any, hint: Any, where: str) -> Any:
     options = [t for t in typing.get_args(hint) if t is not type(None)]
     if type(None) in typing.get_args(hint) and len(options) == 1:
         hint = options[0]
-    number = isinstance(value, int | float) and not isinstance(value, bool)
+    number = _is_number(value)
     if hint is bool and isinstance(value, bool):
         return value
     if hint is int and number and isinstance(value, int):
